@@ -1,0 +1,1 @@
+"""vmkube's plain-Python core. Only infra.stack imports pulumi."""
