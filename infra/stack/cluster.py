@@ -49,7 +49,9 @@ class Cluster(pulumi.ComponentResource):
         if spec.ssh.private_key is None:
             key = SshKey(f"{name}-ssh", comment=f"vmkube-{spec.name}", opts=child)
             self.ssh_public_key: pulumi.Output[str] = key.public_key
-            self.ssh_private_key: pulumi.Output[str] = key.private_key
+            # Secret in state already (additional_secret_outputs); marked here too so
+            # that whatever reads it from the component keeps it secret.
+            self.ssh_private_key: pulumi.Output[str] = pulumi.Output.secret(key.private_key)
         else:
             private = spec.ssh.private_key.reveal()
             self.ssh_public_key = pulumi.Output.from_input(public_from_private(private))

@@ -1,0 +1,118 @@
+"""The Pulumi glue under pulumi.runtime.set_mocks: component tree, names, secrets.
+
+Mocks stand in for the engine here only; the engine itself runs in tests/engine.
+Dynamic providers' create() never runs under mocks, so SshKey gets canned outputs.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from infra import config
+from infra.sshkeys import generate_ed25519
+from tests.helpers import example_raw, example_secret_keys
+
+CANNED_PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake vmkube"
+
+
+class Recorder(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        outputs = dict(args.inputs)
+        if args.typ.endswith("vmkube:SshKey"):
+            outputs.update(public_key=CANNED_PUBLIC, private_key="canned-private")
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+@pytest.fixture
+def recorder():
+    mocks = Recorder()
+    pulumi.runtime.set_mocks(mocks, project="vmkube", stack="t", preview=False)
+    yield mocks
+
+
+def spec_for(stack: str, **ssh) -> config.ClusterSpec:
+    raw = example_raw(stack)
+    secrets = example_secret_keys(stack)
+    if ssh:
+        raw.setdefault("ssh", {}).update(ssh)
+        secrets.add("ssh")
+    return config.load(raw, stack=stack, secret_keys=secrets, apps=["hello"])
+
+
+@pulumi.runtime.test
+def test_component_tree_and_names(recorder):
+    from infra.stack import Cluster, ClusterArgs
+
+    spec = spec_for("prod")
+    cluster = Cluster(spec.name, ClusterArgs(spec))
+
+    def check(args):
+        nodes = args[0]
+        tree = {(r.typ, r.name) for r in recorder.resources}
+        assert ("vmkube:index:Cluster", "prod") in tree
+        assert {n for t, n in tree if t == "vmkube:index:NodePool"} == {
+            "prod-control-plane", "prod-general", "prod-batch"}
+        assert ("pulumi-python:dynamic/vmkube:SshKey", "prod-ssh") in tree
+        assert [n["name"] for n in nodes] == [
+            "prod-cp-1", "prod-cp-2", "prod-cp-3", "prod-general-1", "prod-general-2",
+            "prod-general-3", "prod-batch-1", "prod-batch-2"]
+        batch = nodes[-1]
+        assert batch["role"] == "worker" and batch["taints"] == ["dedicated=batch:NoSchedule"]
+        assert batch["labels"] == {"tier": "batch"} and batch["memoryMb"] == 32768
+
+    # Waiting on every URN means every registration has reached the mocks.
+    return pulumi.Output.all(cluster.nodes, cluster.urn, *[p.urn for p in cluster.pools]).apply(check)
+
+
+@pulumi.runtime.test
+def test_children_are_parented_to_the_cluster(recorder):
+    from infra.stack import Cluster, ClusterArgs
+
+    cluster = Cluster("local", ClusterArgs(spec_for("local")))
+
+    def check(urns):
+        # A child's URN carries its parent's type: ...::vmkube:index:Cluster$<child type>::<name>
+        assert urns and all("::vmkube:index:Cluster$" in u for u in urns), urns
+
+    return pulumi.Output.all(*[p.urn for p in cluster.pools]).apply(check)
+
+
+@pulumi.runtime.test
+def test_generated_ssh_key_is_secret(recorder):
+    from infra.stack import Cluster, ClusterArgs
+
+    cluster = Cluster("local", ClusterArgs(spec_for("local")))
+
+    def check(args):
+        public, private_is_secret, public_is_secret = args
+        assert public == CANNED_PUBLIC
+        assert private_is_secret is True
+        assert public_is_secret is False
+
+    return pulumi.Output.all(cluster.ssh_public_key, cluster.ssh_private_key.is_secret(),
+                             cluster.ssh_public_key.is_secret()).apply(check)
+
+
+@pulumi.runtime.test
+def test_configured_ssh_key_stays_secret_and_its_public_half_is_derived(recorder):
+    from infra.stack import Cluster, ClusterArgs
+
+    key = generate_ed25519()
+    cluster = Cluster("local", ClusterArgs(spec_for("local", privateKey=key.private_openssh)))
+
+    def check(args):
+        public, private, private_is_secret = args
+        assert public == key.public_openssh
+        assert private == key.private_openssh and private_is_secret is True
+        assert not any(r.typ.endswith("vmkube:SshKey") for r in recorder.resources)
+
+    return pulumi.Output.all(cluster.ssh_public_key, cluster.ssh_private_key,
+                             cluster.ssh_private_key.is_secret()).apply(check)
