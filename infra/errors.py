@@ -20,3 +20,24 @@ class ConfigError(VmkubeError):
         count = len(self.problems)
         head = f"invalid stack configuration ({count} problem{'s' if count != 1 else ''}):"
         return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+class HypervisorError(VmkubeError):
+    """The hypervisor refused or failed an operation; the message names the VM or key."""
+
+
+class VMNotFound(HypervisorError):
+    """No VM with that name owned by this pool."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"{name}: VM not found")
+
+
+class NodesFailed(VmkubeError):
+    """Some nodes of a batch failed; every failure is listed with its node."""
+
+    def __init__(self, action: str, failures: dict[str, str], total: int):
+        self.failures = dict(failures)
+        lines = [f"  {node}: {why}" for node, why in sorted(self.failures.items())]
+        super().__init__(f"{action} failed on {len(failures)} of {total} nodes:\n" + "\n".join(lines))

@@ -1,0 +1,1 @@
+"""One hypervisor interface (base.Hypervisor), two backends: libvirt and vSphere."""

@@ -1,0 +1,288 @@
+"""The libvirt backend (libvirt-python): base image volume, per-VM qcow2 overlay,
+NoCloud seed ISO, domain from a pure definition, IP from the DHCP lease."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import libvirt
+
+from infra.errors import HypervisorError, VMNotFound
+
+from . import libvirt_xml as defs
+from .base import VMInfo, VMRequest, poll
+
+GIB = 1024 ** 3
+SHUTDOWN_TIMEOUT = 60.0
+
+# libvirt errors that mean "already gone": deleting them is success.
+_GONE = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL}
+_HINTS = {
+    libvirt.VIR_ERR_NO_STORAGE_POOL: "set vmkube:libvirt.storagePool to an existing pool, or run tools/host-setup",
+    libvirt.VIR_ERR_NO_NETWORK: "set vmkube:libvirt.network to an existing network, or run tools/host-setup",
+    libvirt.VIR_ERR_OPERATION_INVALID: "",
+}
+
+
+class LibvirtHypervisor:
+    def __init__(self, uri: str, network: str, storage_pool: str, domain_type: str = "qemu"):
+        self.uri = uri
+        self.network = network
+        self.storage_pool = storage_pool
+        self.domain_type = domain_type
+        self._lock = threading.Lock()
+        # libvirt reports errors through a global callback as well; keep them out of stderr.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        try:
+            self.conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot connect to libvirt at {uri} (vmkube:libvirt.uri): "
+                                  f"{exc.get_error_message()}; is libvirtd running? (tools/host-setup)") from None
+        with self._edge("vmkube:libvirt.storagePool", f"storage pool {storage_pool!r}"):
+            self.pool = self.conn.storagePoolLookupByName(storage_pool)
+        with self._edge("vmkube:libvirt.network", f"network {network!r}"):
+            self.conn.networkLookupByName(network)
+
+    def close(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            self.conn.close()
+
+    @contextlib.contextmanager
+    def _edge(self, subject: str, action: str) -> Iterator[None]:
+        """Translates libvirt's errors once, naming the node or key and a hint."""
+        try:
+            yield
+        except libvirt.libvirtError as exc:
+            hint = _HINTS.get(exc.get_error_code(), "")
+            message = f"{subject}: {action}: {exc.get_error_message()}"
+            raise HypervisorError(f"{message} ({hint})" if hint else message) from None
+
+    # -- lookups ---------------------------------------------------------------
+
+    def _domain(self, name: str) -> libvirt.virDomain | None:
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _metadata(self, dom: libvirt.virDomain) -> dict[str, str]:
+        try:
+            return defs.parse_metadata(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, defs.METADATA_NS))
+        except libvirt.libvirtError:
+            return {}
+
+    def _info(self, dom: libvirt.virDomain) -> VMInfo:
+        facts = defs.parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        meta = self._metadata(dom)
+        disk_gb = 0
+        with contextlib.suppress(libvirt.libvirtError):
+            disk_gb = round(self.conn.storageVolLookupByPath(facts.disk_path).info()[1] / GIB)
+        active = dom.isActive() == 1
+        return VMInfo(name=dom.name(), owner=meta.get("owner", ""), image=meta.get("image", ""),
+                      power="on" if active else "off", cpus=facts.cpus, memory_mb=facts.memory_mb,
+                      disk_gb=disk_gb, mac=facts.mac, ip=self._lease_ip(dom) if active else "",
+                      id=dom.UUIDString())
+
+    def _lease_ip(self, dom: libvirt.virDomain) -> str:
+        try:
+            ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
+        except libvirt.libvirtError:
+            return ""
+        for iface in ifaces.values():
+            for addr in iface.get("addrs") or []:
+                if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                    return addr["addr"]
+        return ""
+
+    def find(self, name: str) -> VMInfo | None:
+        with self._edge(name, "look up"):
+            dom = self._domain(name)
+            return self._info(dom) if dom is not None else None
+
+    def list_owned(self, owner: str) -> list[VMInfo]:
+        with self._edge(owner, "list VMs"):
+            doms = self.conn.listAllDomains()
+            return sorted((self._info(d) for d in doms if self._metadata(d).get("owner") == owner),
+                          key=lambda vm: vm.name)
+
+    # -- the base image ----------------------------------------------------------
+
+    def _volume(self, name: str) -> libvirt.virStorageVol | None:
+        try:
+            return self.pool.storageVolLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+                return None
+            raise
+
+    def _upload(self, name: str, data: io.BufferedIOBase, size: int, fmt: str) -> libvirt.virStorageVol:
+        vol = self.pool.createXML(defs.volume_xml(name, size, fmt), 0)
+        try:
+            self._write_volume(vol, data, size)
+        except BaseException:
+            with contextlib.suppress(libvirt.libvirtError):
+                vol.delete(0)
+            raise
+        return vol
+
+    def _write_volume(self, vol: libvirt.virStorageVol, data: io.BufferedIOBase, size: int) -> None:
+        """Streams bytes through libvirt, so a remote libvirtd works the same as a local one."""
+        stream = self.conn.newStream(0)
+        try:
+            vol.upload(stream, 0, size, 0)
+            stream.sendAll(lambda _s, n, f: f.read(n), data)
+            stream.finish()
+        except BaseException:
+            with contextlib.suppress(libvirt.libvirtError):
+                stream.abort()
+            raise
+
+    def _base(self, image: str) -> dict[str, str]:
+        """Puts the base image into the pool once; returns disk and kernel paths.
+
+        ``image`` is a directory made by tools/build-image (direct kernel boot),
+        a qcow2 file, or the name of a volume already in the pool (boot loader).
+        """
+        with self._lock:
+            path = Path(image)
+            if path.is_dir():
+                manifest = json.loads((path / "image.json").read_text())
+                base = manifest["name"]
+                out = {"cmdline": manifest["cmdline"]}
+                for key, fname, vname, fmt in (("disk", "disk.qcow2", f"{base}.qcow2", "qcow2"),
+                                               ("kernel", "vmlinuz", f"{base}.vmlinuz", "raw"),
+                                               ("initrd", "initrd.img", f"{base}.initrd", "raw")):
+                    vol = self._volume(vname)
+                    if vol is None:
+                        src = path / fname
+                        with open(src, "rb") as fh:
+                            vol = self._upload(vname, fh, os.path.getsize(src), fmt)
+                    out[key] = vol.path()
+                return out
+            if path.is_file():
+                vol = self._volume(path.name)
+                if vol is None:
+                    with open(path, "rb") as fh:
+                        vol = self._upload(path.name, fh, os.path.getsize(path), "qcow2")
+                return {"disk": vol.path()}
+            vol = self._volume(image)
+            if vol is None:
+                raise HypervisorError(f"vmkube:libvirt.baseImage: {image!r} is neither a file, an image "
+                                      f"directory nor a volume of pool {self.storage_pool!r}")
+            return {"disk": vol.path()}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def create(self, req: VMRequest) -> VMInfo:
+        with self._edge(req.name, "create"):
+            existing = self._domain(req.name)
+            if existing is not None:
+                owner = self._metadata(existing).get("owner", "")
+                if owner != req.owner:
+                    raise HypervisorError(f"{req.name}: a VM of that name exists and belongs to "
+                                          f"{owner or 'something else'}, not {req.owner}; not touching it")
+                return self._info(existing)
+            base = self._base(req.image)
+            disk = self._volume(f"{req.name}.qcow2") or self.pool.createXML(
+                defs.volume_xml(f"{req.name}.qcow2", req.disk_gb * GIB, "qcow2", base["disk"]), 0)
+            iso = defs.seed_iso(req.seed)
+            old_seed = self._volume(f"{req.name}-seed.iso")
+            if old_seed is not None:
+                old_seed.delete(0)
+            seed = self._upload(f"{req.name}-seed.iso", io.BytesIO(iso), len(iso), "raw")
+            spec = defs.DomainSpec(
+                name=req.name, owner=req.owner, image=req.image, cpus=req.cpus, memory_mb=req.memory_mb,
+                disk_path=disk.path(), seed_path=seed.path(), network=self.network,
+                domain_type=self.domain_type, kernel=base.get("kernel", ""),
+                initrd=base.get("initrd", ""), cmdline=base.get("cmdline", ""))
+            dom = self.conn.defineXML(defs.domain_xml(spec))
+            dom.create()
+            return self._info(dom)
+
+    def _require(self, name: str) -> libvirt.virDomain:
+        dom = self._domain(name)
+        if dom is None:
+            raise VMNotFound(name)
+        return dom
+
+    def power_on(self, name: str) -> None:
+        with self._edge(name, "power on"):
+            dom = self._require(name)
+            if not dom.isActive():
+                dom.create()
+
+    def power_off(self, name: str) -> None:
+        """ACPI shutdown with a deadline, then a hard stop."""
+        with self._edge(name, "power off"):
+            dom = self._require(name)
+            if not dom.isActive():
+                return
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.shutdown()
+            deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+            while dom.isActive() and time.monotonic() < deadline:
+                time.sleep(1)
+            if dom.isActive():
+                dom.destroy()
+
+    def resize(self, name: str, cpus: int, memory_mb: int, disk_gb: int) -> None:
+        vm = self.find(name)
+        if vm is None:
+            raise VMNotFound(name)
+        if disk_gb < vm.disk_gb:
+            raise HypervisorError(f"{name}: disk cannot shrink from {vm.disk_gb} to {disk_gb} GB")
+        if (cpus, memory_mb, disk_gb) == (vm.cpus, vm.memory_mb, vm.disk_gb):
+            return
+        was_on = vm.power == "on"
+        self.power_off(name)
+        with self._edge(name, "resize"):
+            dom = self._require(name)
+            if (cpus, memory_mb) != (vm.cpus, vm.memory_mb):
+                xml = defs.resized_domain_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), cpus, memory_mb)
+                dom = self.conn.defineXML(xml)
+            if disk_gb > vm.disk_gb:
+                path = defs.parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).disk_path
+                self.conn.storageVolLookupByPath(path).resize(disk_gb * GIB, 0)
+            if was_on:
+                dom.create()
+
+    def wait_ip(self, name: str, timeout: float) -> str:
+        def probe() -> str:
+            with self._edge(name, "read DHCP lease"):
+                return self._lease_ip(self._require(name))
+        return poll(f"{name}: IP address from the DHCP lease of network {self.network!r}", probe, timeout)
+
+    def destroy(self, name: str, owner: str) -> None:
+        """Removes the domain, its overlay and its seed; what is already gone is fine."""
+        with self._edge(name, "destroy"):
+            dom = self._domain(name)
+            if dom is not None and self._metadata(dom).get("owner") != owner:
+                raise HypervisorError(f"{name}: the VM of that name is not owned by {owner}; not destroying it")
+            if dom is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    dom.destroy()
+                try:
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                                      | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                                      | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() not in _GONE:
+                        raise
+            for vname in (f"{name}.qcow2", f"{name}-seed.iso"):
+                vol = self._volume(vname)
+                if vol is None:
+                    continue
+                try:
+                    vol.delete(0)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() not in _GONE:
+                        raise
