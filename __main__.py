@@ -2,11 +2,12 @@
 
 import pulumi
 
-from infra.stack import Cluster, ClusterArgs, load_spec
+from infra.stack import Cluster, load_cluster_args
 
-spec = load_spec()
-cluster = Cluster(spec.name, ClusterArgs(spec))
+args = load_cluster_args()
+cluster = Cluster(args.spec.name, args)
 
-pulumi.export("hypervisor", spec.hypervisor)
+pulumi.export("hypervisor", args.spec.hypervisor)
 pulumi.export("nodes", cluster.nodes)
 pulumi.export("sshPublicKey", cluster.ssh_public_key)
+pulumi.export("hostKeys", cluster.host_public_keys)

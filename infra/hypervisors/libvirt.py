@@ -146,39 +146,65 @@ class LibvirtHypervisor:
                 stream.abort()
             raise
 
+    @staticmethod
+    def _uploads(image: str) -> list[tuple[str, Path, str, str]]:
+        """The volumes vmkube uploads for an image: (key, source file, volume name, format).
+
+        Empty for a volume that was already in the pool: that one is the user's.
+        """
+        path = Path(image)
+        if path.is_dir():
+            base = "vmkube-" + json.loads((path / "image.json").read_text())["name"]
+            return [("disk", path / "disk.qcow2", f"{base}.qcow2", "qcow2"),
+                    ("kernel", path / "vmlinuz", f"{base}.vmlinuz", "raw"),
+                    ("initrd", path / "initrd.img", f"{base}.initrd", "raw")]
+        if path.is_file():
+            return [("disk", path, f"vmkube-{path.name}", "qcow2")]
+        return []
+
     def _base(self, image: str) -> dict[str, str]:
-        """Puts the base image into the pool once; returns disk and kernel paths.
+        """Puts the base image into the pool once; returns the disk and kernel paths.
 
         ``image`` is a directory made by tools/build-image (direct kernel boot),
         a qcow2 file, or the name of a volume already in the pool (boot loader).
         """
         with self._lock:
-            path = Path(image)
-            if path.is_dir():
-                manifest = json.loads((path / "image.json").read_text())
-                base = manifest["name"]
-                out = {"cmdline": manifest["cmdline"]}
-                for key, fname, vname, fmt in (("disk", "disk.qcow2", f"{base}.qcow2", "qcow2"),
-                                               ("kernel", "vmlinuz", f"{base}.vmlinuz", "raw"),
-                                               ("initrd", "initrd.img", f"{base}.initrd", "raw")):
-                    vol = self._volume(vname)
-                    if vol is None:
-                        src = path / fname
-                        with open(src, "rb") as fh:
-                            vol = self._upload(vname, fh, os.path.getsize(src), fmt)
-                    out[key] = vol.path()
-                return out
-            if path.is_file():
-                vol = self._volume(path.name)
+            uploads = self._uploads(image)
+            if not uploads:
+                vol = self._volume(image)
                 if vol is None:
-                    with open(path, "rb") as fh:
-                        vol = self._upload(path.name, fh, os.path.getsize(path), "qcow2")
+                    raise HypervisorError(f"vmkube:libvirt.baseImage: {image!r} is neither a file, an image "
+                                          f"directory nor a volume of pool {self.storage_pool!r}")
                 return {"disk": vol.path()}
-            vol = self._volume(image)
-            if vol is None:
-                raise HypervisorError(f"vmkube:libvirt.baseImage: {image!r} is neither a file, an image "
-                                      f"directory nor a volume of pool {self.storage_pool!r}")
-            return {"disk": vol.path()}
+            out = {}
+            if Path(image).is_dir():
+                out["cmdline"] = json.loads((Path(image) / "image.json").read_text())["cmdline"]
+            for key, src, vname, fmt in uploads:
+                vol = self._volume(vname)
+                if vol is None:
+                    with open(src, "rb") as fh:
+                        vol = self._upload(vname, fh, os.path.getsize(src), fmt)
+                out[key] = vol.path()
+            return out
+
+    def release(self, image: str) -> None:
+        """Deletes the base volumes vmkube uploaded for ``image`` once no VM of vmkube uses it."""
+        with self._lock, self._edge("vmkube:libvirt.baseImage", f"release {image!r}"):
+            if any(self._metadata(d).get("image") == image for d in self.conn.listAllDomains()):
+                return
+            for _key, _src, vname, _fmt in self._uploads(image):
+                vol = self._volume(vname)
+                if vol is None:
+                    continue
+                try:
+                    vol.delete(0)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() not in _GONE:
+                        raise
+
+    def prepare(self, image: str) -> None:
+        with self._edge("vmkube:libvirt.baseImage", f"prepare {image!r}"):
+            self._base(image)
 
     # -- lifecycle ---------------------------------------------------------------
 

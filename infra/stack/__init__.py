@@ -4,6 +4,6 @@ Everything below infra/ except this package is plain Python.
 """
 
 from .cluster import Cluster, ClusterArgs
-from .settings import load_spec
+from .settings import load_cluster_args
 
-__all__ = ["Cluster", "ClusterArgs", "load_spec"]
+__all__ = ["Cluster", "ClusterArgs", "load_cluster_args"]

@@ -1,8 +1,5 @@
-"""The cluster as Pulumi components: one Cluster, a NodePool per pool.
-
-The components carry the planned nodes as outputs today; the hypervisor,
-bootstrap and workload resources hang under them as children.
-"""
+"""The cluster as Pulumi components: one Cluster, a NodePool per pool, and
+under each NodePool the VmPool resource holding its VMs."""
 
 from __future__ import annotations
 
@@ -11,10 +8,11 @@ from typing import Any, Optional
 
 import pulumi
 
-from infra.config import ClusterSpec, NodeSpec
+from infra.config import ClusterSpec, MachineSpec, NodeSpec
 from infra.sshkeys import public_from_private
 
 from .keys import SshKey
+from .vmpool import VmPool
 
 
 def node_output(node: NodeSpec) -> dict[str, Any]:
@@ -27,15 +25,40 @@ def node_output(node: NodeSpec) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ClusterArgs:
     spec: ClusterSpec
+    hypervisor: dict[str, Any]  # connection settings (infra.hypervisors.connect.settings_for)
+    image: str                  # template or base image the nodes boot from
+
+
+@dataclass(frozen=True)
+class PoolArgs:
+    nodes: list[NodeSpec]
+    machine: MachineSpec
+    config_path: str
 
 
 class NodePool(pulumi.ComponentResource):
     """The nodes of one role and size: the control plane, or one worker pool."""
 
-    def __init__(self, name: str, nodes: list[NodeSpec], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, pool: PoolArgs, cluster: ClusterArgs, ssh_public_key: pulumi.Input[str],
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vmkube:index:NodePool", name, None, opts)
-        self.nodes = pulumi.Output.from_input([node_output(n) for n in nodes])
+        planned = [node_output(n) for n in pool.nodes]
+        self.vms = VmPool(
+            f"{name}-vms", hypervisor=cluster.hypervisor,
+            owner=f"vmkube/{pulumi.get_project()}/{pulumi.get_stack()}/{name}",
+            names=[n.name for n in pool.nodes], cpus=pool.machine.cpus, memory_mb=pool.machine.memory_mb,
+            disk_gb=pool.machine.disk_gb, image=cluster.image, ssh_user=cluster.spec.ssh.user,
+            ssh_public_key=ssh_public_key, config_path=pool.config_path,
+            opts=pulumi.ResourceOptions(parent=self))
+        self.nodes = self.vms.vms.apply(lambda vms: _merge(planned, vms))
+        self.host_public_keys = self.vms.hostPublicKeys
         self.register_outputs({"nodes": self.nodes})
+
+
+def _merge(planned: list[dict[str, Any]], vms: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    seen = {vm["name"]: vm for vm in vms or []}
+    return [{**node, **{k: seen.get(node["name"], {}).get(k, "") for k in ("ip", "mac", "power", "id")}}
+            for node in planned]
 
 
 class Cluster(pulumi.ComponentResource):
@@ -58,10 +81,17 @@ class Cluster(pulumi.ComponentResource):
             self.ssh_private_key = pulumi.Output.secret(private)
 
         nodes = spec.nodes()
-        pools = [NodePool(f"{name}-control-plane", [n for n in nodes if n.role == "control-plane"], child)]
-        pools += [NodePool(f"{name}-{p.name}", [n for n in nodes if n.pool == p.name], child)
-                  for p in spec.worker_pools]
+        pools = [NodePool(f"{name}-control-plane",
+                          PoolArgs([n for n in nodes if n.role == "control-plane"], spec.control_plane.machine,
+                                   "vmkube:controlPlane"),
+                          args, self.ssh_public_key, child)]
+        pools += [NodePool(f"{name}-{p.name}",
+                           PoolArgs([n for n in nodes if n.pool == p.name], p.machine, f"vmkube:workerPools[{i}]"),
+                           args, self.ssh_public_key, child)
+                  for i, p in enumerate(spec.worker_pools)]
         self.pools = pools
         self.nodes = pulumi.Output.all(*[p.nodes for p in pools]).apply(
             lambda groups: [n for group in groups for n in group])
+        self.host_public_keys = pulumi.Output.all(*[p.host_public_keys for p in pools]).apply(
+            lambda maps: {k: v for m in maps for k, v in (m or {}).items()})
         self.register_outputs({"nodes": self.nodes, "sshPublicKey": self.ssh_public_key})

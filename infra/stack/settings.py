@@ -11,7 +11,10 @@ from pulumi.runtime import config as runtime_config
 
 from infra import config
 from infra.errors import ConfigError
+from infra.hypervisors import connect
 from infra.workloads import list_apps
+
+from .cluster import ClusterArgs
 
 WORKLOADS_DIR = Path(__file__).resolve().parents[2] / "workloads"
 
@@ -40,11 +43,12 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def load_spec() -> config.ClusterSpec:
-    """The validated spec, or a clean failure listing every problem (no traceback)."""
+def load_cluster_args() -> ClusterArgs:
+    """The validated spec and where its VMs go, or a clean failure listing every problem."""
     values, secret = raw_config()
     try:
-        return config.load(values, stack=pulumi.get_stack(), secret_keys=secret,
+        spec = config.load(values, stack=pulumi.get_stack(), secret_keys=secret,
                            apps=list_apps(WORKLOADS_DIR))
+        return ClusterArgs(spec=spec, hypervisor=connect.settings_for(spec), image=connect.image_for(spec))
     except ConfigError as exc:
         raise pulumi.RunError(exc.render()) from None

@@ -1,0 +1,156 @@
+"""Converges a pool of node VMs on one hypervisor, all nodes in parallel.
+
+A pool is a set of same-sized VMs stamped with one owner tag. ``converge``
+reads each VM first and does only what is missing: create, power on, resize;
+it removes owned VMs that left the pool, waits for every IP, and reports all
+failed nodes at once. Each node's SSH host key is generated once and kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from infra.errors import HypervisorError, NodesFailed, VmkubeError
+
+from .hypervisors.base import Hypervisor, VMInfo, VMRequest
+from .hypervisors.cloudinit import NodeSeed
+from .sshkeys import KeyPair, generate_ed25519
+
+log = logging.getLogger("vmkube.pool")
+MAX_PARALLEL = 32
+IP_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    owner: str
+    names: tuple[str, ...]
+    cpus: int
+    memory_mb: int
+    disk_gb: int
+    image: str
+    ssh_user: str
+    ssh_public_key: str
+    config_path: str = ""  # e.g. "vmkube:workerPools[0]", to name keys in errors
+
+
+@dataclass(frozen=True)
+class PoolState:
+    vms: list[VMInfo]
+    host_keys: dict[str, KeyPair]
+
+    def outputs(self) -> dict:
+        return {"vms": [vm.as_output() for vm in self.vms],
+                "hostPublicKeys": {n: k.public_openssh for n, k in sorted(self.host_keys.items())},
+                "hostPrivateKeys": {n: k.private_openssh for n, k in sorted(self.host_keys.items())}}
+
+
+def host_keys_from(outputs: Mapping | None) -> dict[str, KeyPair]:
+    outputs = outputs or {}
+    private = outputs.get("hostPrivateKeys") or {}
+    public = outputs.get("hostPublicKeys") or {}
+    return {n: KeyPair(private[n], public[n]) for n in private if n in public}
+
+
+def fan_out(names: list[str], work: Callable[[str], object], action: str) -> dict[str, object]:
+    """Runs work(name) for every name at once; raises one error naming each failed node."""
+    results: dict[str, object] = {}
+    failures: dict[str, str] = {}
+    if not names:
+        return results
+    with ThreadPoolExecutor(max_workers=min(len(names), MAX_PARALLEL)) as ex:
+        futures = {name: ex.submit(work, name) for name in names}
+        for name, fut in futures.items():
+            try:
+                results[name] = fut.result()
+            except VmkubeError as exc:
+                failures[name] = str(exc).removeprefix(f"{name}: ")
+            except Exception as exc:  # noqa: BLE001 - reported per node, with its type for diagnosis
+                failures[name] = f"{type(exc).__name__}: {exc}"
+    if failures:
+        raise NodesFailed(action, failures, len(names))
+    return results
+
+
+def converge(hv: Hypervisor, spec: PoolSpec, keys: Mapping[str, KeyPair] | None = None, *,
+             rollback: bool = False, ip_timeout: float = IP_TIMEOUT) -> PoolState:
+    """Brings the hypervisor to the pool spec. With ``rollback``, VMs this call
+    created are removed again when any node fails (a failed first create leaves nothing)."""
+    keys = dict(keys or {})
+    for name in spec.names:
+        keys.setdefault(name, generate_ed25519(comment=name))
+    hv.prepare(spec.image)
+    created: list[str] = []
+
+    def one(name: str) -> VMInfo:
+        vm = hv.find(name)
+        if vm is not None and vm.owner != spec.owner:
+            raise HypervisorError(f"{name}: a VM of that name belongs to {vm.owner or 'something else'}, "
+                                  f"not {spec.owner}; not touching it")
+        if vm is None:
+            log.info("%s: creating VM (%d CPU, %d MiB, %d GB) from %s", name, spec.cpus,
+                     spec.memory_mb, spec.disk_gb, spec.image)
+            seed = NodeSeed(hostname=name, instance_id=name, user=spec.ssh_user,
+                            authorized_key=spec.ssh_public_key, host_key_private=keys[name].private_openssh,
+                            host_key_public=keys[name].public_openssh)
+            created.append(name)
+            hv.create(VMRequest(name=name, owner=spec.owner, cpus=spec.cpus, memory_mb=spec.memory_mb,
+                                disk_gb=spec.disk_gb, image=spec.image, seed=seed))
+        else:
+            if (vm.cpus, vm.memory_mb, vm.disk_gb) != (spec.cpus, spec.memory_mb, spec.disk_gb):
+                if spec.disk_gb < vm.disk_gb:
+                    raise HypervisorError(f"{spec.config_path}.diskGb: cannot shrink the disk from "
+                                          f"{vm.disk_gb} to {spec.disk_gb} GB")
+                log.info("%s: resizing VM to %d CPU, %d MiB, %d GB (power cycle)", name,
+                         spec.cpus, spec.memory_mb, spec.disk_gb)
+                hv.resize(name, spec.cpus, spec.memory_mb, spec.disk_gb)
+            if hv.find(name).power != "on":
+                log.info("%s: powering on", name)
+                hv.power_on(name)
+        ip = hv.wait_ip(name, ip_timeout)
+        log.info("%s: running at %s", name, ip)
+        return hv.find(name)
+
+    try:
+        extra = [vm.name for vm in hv.list_owned(spec.owner) if vm.name not in spec.names]
+        fan_out(extra, lambda name: _remove(hv, spec.owner, name), "removing VMs")
+        vms = fan_out(list(spec.names), one, "converging VMs")
+    except VmkubeError:
+        if rollback and created:
+            log.info("rolling back %d VM(s) created by this run", len(created))
+            fan_out(list(created), lambda name: hv.destroy(name, spec.owner), "rolling back")
+            hv.release(spec.image)
+        raise
+    kept = {n: keys[n] for n in spec.names}
+    return PoolState(vms=[vms[n] for n in spec.names], host_keys=kept)  # type: ignore[misc]
+
+
+def _remove(hv: Hypervisor, owner: str, name: str) -> None:
+    log.info("%s: removing VM (left the pool)", name)
+    hv.destroy(name, owner)
+
+
+def observe(hv: Hypervisor, spec: PoolSpec) -> list[VMInfo]:
+    """What exists of the pool now, for refresh: missing VMs are simply absent."""
+    found = {vm.name: vm for vm in hv.list_owned(spec.owner)}
+    return [found[n] for n in spec.names if n in found]
+
+
+def remove_all(hv: Hypervisor, owner: str, names: list[str], image: str) -> None:
+    """Destroys the pool: every VM it names and every VM still stamped with its
+    owner; then frees the base image if no other VM uses it."""
+    everything = sorted(set(names) | {vm.name for vm in hv.list_owned(owner)})
+    fan_out(everything, lambda name: _remove_quiet(hv, owner, name), "destroying VMs")
+    hv.release(image)
+
+
+def _remove_quiet(hv: Hypervisor, owner: str, name: str) -> None:
+    vm = hv.find(name)
+    if vm is not None and vm.owner != owner:
+        log.warning("%s: a VM of that name belongs to %s; leaving it alone", name, vm.owner or "something else")
+        return
+    log.info("%s: destroying VM", name)
+    hv.destroy(name, owner)
