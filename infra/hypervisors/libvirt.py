@@ -154,7 +154,7 @@ class LibvirtHypervisor:
         """
         path = Path(image)
         if path.is_dir():
-            base = "vmkube-" + json.loads((path / "image.json").read_text())["name"]
+            base = f"vmkube-{path.name}"
             return [("disk", path / "disk.qcow2", f"{base}.qcow2", "qcow2"),
                     ("kernel", path / "vmlinuz", f"{base}.vmlinuz", "raw"),
                     ("initrd", path / "initrd.img", f"{base}.initrd", "raw")]
@@ -192,7 +192,10 @@ class LibvirtHypervisor:
         with self._lock, self._edge("vmkube:libvirt.baseImage", f"release {image!r}"):
             if any(self._metadata(d).get("image") == image for d in self.conn.listAllDomains()):
                 return
-            for _key, _src, vname, _fmt in self._uploads(image):
+            # By name, not by reading the image: its files may be gone from this machine by now.
+            name = Path(image).name
+            for vname in (f"vmkube-{name}", f"vmkube-{name}.qcow2", f"vmkube-{name}.vmlinuz",
+                          f"vmkube-{name}.initrd"):
                 vol = self._volume(vname)
                 if vol is None:
                     continue
@@ -297,8 +300,8 @@ class LibvirtHypervisor:
                 with contextlib.suppress(libvirt.libvirtError):
                     dom.destroy()
                 try:
-                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-                                      | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                    # vmkube's domains boot without UEFI: there is no NVRAM to remove.
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                                       | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
                 except libvirt.libvirtError as exc:
                     if exc.get_error_code() not in _GONE:

@@ -22,6 +22,7 @@ from infra.errors import HypervisorError, VMNotFound
 
 from . import cloudinit
 from .base import VMInfo, VMRequest, poll
+from .tlspin import ThumbprintMismatch, pinned_context
 
 OWNER_KEY = "vmkube.owner"
 IMAGE_KEY = "vmkube.image"
@@ -41,6 +42,14 @@ def _renewing(method: F) -> F:
             self._login()
             return method(self, *args, **kwargs)
     return wrapper  # type: ignore[return-value]
+
+
+def _snapshot(vm: vim.VirtualMachine) -> vim.vm.Snapshot | None:
+    try:
+        info = vm.snapshot
+    except AttributeError:  # vcsim leaves the property out when there is none
+        return None
+    return info.currentSnapshot if info else None
 
 
 def _fault_text(exc: Exception) -> str:
@@ -73,28 +82,33 @@ class VsphereHypervisor:
     # -- session -----------------------------------------------------------------
 
     def _ssl_context(self) -> ssl.SSLContext | None:
-        if self.insecure or self.thumbprint:
-            # A thumbprint pins the certificate itself; the chain is not consulted.
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            return ctx
+        if self.thumbprint:
+            return pinned_context(self.thumbprint)
+        if self.insecure:
+            return None  # with disableSslCertValidation: the user's explicit opt-out
         return ssl.create_default_context(cafile=self.ca_file or None)
 
     def _login(self) -> None:
+        """Logs in; on a live connection whose session expired, logs in again on
+        the same stub so that every inventory object held keeps working."""
         with self._login_lock:
+            where = f"vCenter {self.host}:{self.port} (vmkube:vsphere.server)"
             if self.si is not None:
+                manager = self.si.content.sessionManager
                 try:
-                    if self.si.content.sessionManager.currentSession is not None:
+                    if manager.currentSession is not None:
                         return
                 except vim.fault.NotAuthenticated:
                     pass
-            where = f"vCenter {self.host}:{self.port} (vmkube:vsphere.server)"
+                try:
+                    manager.Login(self.user, self._password)
+                except vim.fault.InvalidLogin:
+                    raise HypervisorError(f"{where}: login refused for {self.user!r}; check "
+                                          "vmkube:vsphere.user and vmkube:vsphere.password") from None
+                return
             try:
                 self.si = SmartConnect(host=self.host, port=self.port, user=self.user, pwd=self._password,
-                                       sslContext=self._ssl_context(),
-                                       thumbprint=self.thumbprint.replace(":", "").lower() or None,
-                                       disableSslCertValidation=self.insecure,
+                                       sslContext=self._ssl_context(), disableSslCertValidation=self.insecure,
                                        connectionPoolTimeout=-1, httpConnectionTimeout=60)
             except ssl.SSLCertVerificationError as exc:
                 raise HypervisorError(f"{where}: certificate not trusted ({exc.verify_message}); set "
@@ -105,12 +119,10 @@ class VsphereHypervisor:
                                       "and vmkube:vsphere.password") from None
             except vim.fault.HostConnectFault as exc:
                 raise HypervisorError(f"{where}: {_fault_text(exc)}") from None
+            except ThumbprintMismatch as exc:
+                raise HypervisorError(f"{where}: {exc.args[0]}, not the one in vmkube:vsphere.thumbprint") from None
             except (OSError, ssl.SSLError) as exc:
-                text = str(exc)
-                if "thumbprint" in text.lower():
-                    raise HypervisorError(f"{where}: certificate thumbprint does not match "
-                                          "vmkube:vsphere.thumbprint") from None
-                raise HypervisorError(f"{where}: cannot connect: {text}") from None
+                raise HypervisorError(f"{where}: cannot connect: {exc}") from None
 
     def close(self) -> None:
         if self.si is not None:
@@ -197,7 +209,7 @@ class VsphereHypervisor:
     @_renewing
     def prepare(self, image: str) -> None:
         template = self._template(image)
-        if self.linked_clone and template.snapshot is None:
+        if self.linked_clone and _snapshot(template) is None:
             raise HypervisorError(f"vmkube:vsphere.linkedClone: template {image!r} has no snapshot to "
                                   "link clones to; take one or set linkedClone: false")
 
@@ -276,7 +288,7 @@ class VsphereHypervisor:
         snapshot = None
         if self.linked_clone:
             relocate.diskMoveType = "createNewChildDiskBacking"
-            snapshot = template.snapshot.currentSnapshot if template.snapshot else None
+            snapshot = _snapshot(template)
         spec = vim.vm.CloneSpec(location=relocate, powerOn=False, template=False, snapshot=snapshot)
         vm = self._wait(template.CloneVM_Task(folder=self.folder, name=req.name, spec=spec),
                         f"{req.name}: clone from {req.image!r}")

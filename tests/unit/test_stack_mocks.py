@@ -10,6 +10,7 @@ import pulumi
 import pytest
 
 from infra import config
+from infra.hypervisors import connect
 from infra.sshkeys import generate_ed25519
 from tests.helpers import example_raw, example_secret_keys
 
@@ -25,6 +26,9 @@ class Recorder(pulumi.runtime.Mocks):
         outputs = dict(args.inputs)
         if args.typ.endswith("vmkube:SshKey"):
             outputs.update(public_key=CANNED_PUBLIC, private_key="canned-private")
+        if args.typ.endswith("vmkube:VmPool"):
+            outputs["vms"] = [{"name": n, "ip": f"10.0.0.{i + 10}", "power": "on", "mac": "", "id": n}
+                              for i, n in enumerate(args.inputs["names"])]
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -38,21 +42,24 @@ def recorder():
     yield mocks
 
 
-def spec_for(stack: str, **ssh) -> config.ClusterSpec:
+def args_for(stack: str, **ssh):
+    from infra.stack import ClusterArgs
+
     raw = example_raw(stack)
     secrets = example_secret_keys(stack)
     if ssh:
         raw.setdefault("ssh", {}).update(ssh)
         secrets.add("ssh")
-    return config.load(raw, stack=stack, secret_keys=secrets, apps=["hello"])
+    spec = config.load(raw, stack=stack, secret_keys=secrets, apps=["hello"])
+    return ClusterArgs(spec=spec, hypervisor=connect.settings_for(spec), image="debian-12-template")
 
 
 @pulumi.runtime.test
 def test_component_tree_and_names(recorder):
-    from infra.stack import Cluster, ClusterArgs
+    from infra.stack import Cluster
 
-    spec = spec_for("prod")
-    cluster = Cluster(spec.name, ClusterArgs(spec))
+    args = args_for("prod")
+    cluster = Cluster(args.spec.name, args)
 
     def check(args):
         nodes = args[0]
@@ -61,12 +68,21 @@ def test_component_tree_and_names(recorder):
         assert {n for t, n in tree if t == "vmkube:index:NodePool"} == {
             "prod-control-plane", "prod-general", "prod-batch"}
         assert ("pulumi-python:dynamic/vmkube:SshKey", "prod-ssh") in tree
+        pools = {r.name: r.inputs for r in recorder.resources if r.typ.endswith("vmkube:VmPool")}
+        assert set(pools) == {"prod-control-plane-vms", "prod-general-vms", "prod-batch-vms"}
+        batch_pool = pools["prod-batch-vms"]
+        assert batch_pool["names"] == ["prod-batch-1", "prod-batch-2"]
+        assert (batch_pool["cpus"], batch_pool["memoryMb"], batch_pool["diskGb"]) == (8, 32768, 200)
+        assert batch_pool["owner"] == "vmkube/vmkube/t/prod-batch"
+        assert batch_pool["configPath"] == "vmkube:workerPools[1]"
+        assert batch_pool["image"] == "debian-12-template"
         assert [n["name"] for n in nodes] == [
             "prod-cp-1", "prod-cp-2", "prod-cp-3", "prod-general-1", "prod-general-2",
             "prod-general-3", "prod-batch-1", "prod-batch-2"]
         batch = nodes[-1]
         assert batch["role"] == "worker" and batch["taints"] == ["dedicated=batch:NoSchedule"]
         assert batch["labels"] == {"tier": "batch"} and batch["memoryMb"] == 32768
+        assert batch["ip"] == "10.0.0.11" and batch["power"] == "on"
 
     # Waiting on every URN means every registration has reached the mocks.
     return pulumi.Output.all(cluster.nodes, cluster.urn, *[p.urn for p in cluster.pools]).apply(check)
@@ -74,9 +90,9 @@ def test_component_tree_and_names(recorder):
 
 @pulumi.runtime.test
 def test_children_are_parented_to_the_cluster(recorder):
-    from infra.stack import Cluster, ClusterArgs
+    from infra.stack import Cluster
 
-    cluster = Cluster("local", ClusterArgs(spec_for("local")))
+    cluster = Cluster("local", args_for("local"))
 
     def check(urns):
         # A child's URN carries its parent's type: ...::vmkube:index:Cluster$<child type>::<name>
@@ -87,9 +103,9 @@ def test_children_are_parented_to_the_cluster(recorder):
 
 @pulumi.runtime.test
 def test_generated_ssh_key_is_secret(recorder):
-    from infra.stack import Cluster, ClusterArgs
+    from infra.stack import Cluster
 
-    cluster = Cluster("local", ClusterArgs(spec_for("local")))
+    cluster = Cluster("local", args_for("local"))
 
     def check(args):
         public, private_is_secret, public_is_secret = args
@@ -103,10 +119,10 @@ def test_generated_ssh_key_is_secret(recorder):
 
 @pulumi.runtime.test
 def test_configured_ssh_key_stays_secret_and_its_public_half_is_derived(recorder):
-    from infra.stack import Cluster, ClusterArgs
+    from infra.stack import Cluster
 
     key = generate_ed25519()
-    cluster = Cluster("local", ClusterArgs(spec_for("local", privateKey=key.private_openssh)))
+    cluster = Cluster("local", args_for("local", privateKey=key.private_openssh))
 
     def check(args):
         public, private, private_is_secret = args

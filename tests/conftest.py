@@ -1,0 +1,3 @@
+"""Fixtures shared by every test package: simulators, daemons, the toolchain."""
+
+pytest_plugins = ["tests.fixtures.toolchain", "tests.fixtures.vcsim", "tests.fixtures.libvirt"]
