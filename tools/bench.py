@@ -26,7 +26,7 @@ from infra.workloads import list_apps  # noqa: E402
 from tests.helpers import example_raw  # noqa: E402
 
 TOOLS = ("pulumi", "pulumi-language-python", "vcsim")
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "infra", "workloads", "Pulumi.local.yaml")
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "infra", "workloads", "tools", "Pulumi.local.yaml")
 
 
 def timed(fn, repeat: int = 3) -> float:

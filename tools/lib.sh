@@ -40,6 +40,6 @@ vmkube_ensure_venv() {
   vmkube_log "installing Python requirements into .venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || vmkube_die "python3 -m venv failed (Debian: apt-get install python3-venv)"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$VMKUBE_ROOT/requirements-test.txt" \
-    || vmkube_die "pip install failed; see the lines above"
+    || vmkube_die "pip install failed; see the lines above (libvirt-python builds against libvirt-dev and pkg-config: tools/host-setup installs them)"
   rm -f "$venv"/.vmkube-* && touch "$venv/.vmkube-$stamp"
 }

@@ -31,13 +31,30 @@ _HINTS = {
 }
 
 
+class _PoolLocks:
+    """One lock per storage pool for this process.
+
+    Every pool resource of a stack runs as a thread of the same provider
+    process, each with its own connection; without a shared lock, one would
+    boot from a base volume another is still uploading.
+    """
+
+    _guard = threading.Lock()
+    _locks: dict[tuple[str, str], threading.Lock] = {}
+
+    @classmethod
+    def get(cls, uri: str, pool: str) -> threading.Lock:
+        with cls._guard:
+            return cls._locks.setdefault((uri, pool), threading.Lock())
+
+
 class LibvirtHypervisor:
     def __init__(self, uri: str, network: str, storage_pool: str, domain_type: str = "qemu"):
         self.uri = uri
         self.network = network
         self.storage_pool = storage_pool
         self.domain_type = domain_type
-        self._lock = threading.Lock()
+        self._lock = _PoolLocks.get(uri, storage_pool)
         # libvirt reports errors through a global callback as well; keep them out of stderr.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         try:

@@ -70,11 +70,12 @@ class VmPoolProvider(ResourceProvider):
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
-        if olds and news.get("diskGb") is not None and olds.get("diskGb") is not None \
-                and int(news["diskGb"]) < int(olds["diskGb"]):
+        # Numbers cross the engine as floats.
+        old, new = olds.get("diskGb") if olds else None, news.get("diskGb")
+        if old is not None and new is not None and int(new) < int(old):
             failures.append(CheckFailure(
                 "diskGb", f"{news.get('configPath', '')}.diskGb: disks cannot shrink "
-                          f"(from {olds['diskGb']} to {news['diskGb']} GB); keep {olds['diskGb']} or more"))
+                          f"(from {int(old)} to {int(new)} GB); keep {int(old)} or more"))
         return CheckResult(news, failures)
 
     def create(self, props: dict[str, Any]) -> CreateResult:

@@ -12,23 +12,20 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import yaml
 from pulumi import automation as auto
 
 from tests.helpers import ROOT
 
 log = logging.getLogger("vmkube.tests")
 PASSPHRASE = "vmkube-tests-passphrase"
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "infra", "workloads")
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "infra", "workloads", "tools")
 
 
 @pytest.fixture(scope="session")
-def pulumi_bin() -> Path:
+def pulumi_bin(toolchain_bin: Path) -> Path:
     """The directory holding the pulumi CLI and its Python language host."""
-    proc = subprocess.run([str(ROOT / "tools" / "build")], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail("the offline Pulumi toolchain could not be built (tools/build):\n"
-                    + proc.stderr[-4000:], pytrace=False)
-    bin_dir = Path(proc.stdout.strip().splitlines()[-1])
+    bin_dir = toolchain_bin
     pulumi = bin_dir / "pulumi"
     if not os.access(pulumi, os.X_OK):
         pytest.fail(f"tools/build reported {bin_dir} but it holds no pulumi executable", pytrace=False)
@@ -77,12 +74,14 @@ def make_stack(project: Path, engine_env: dict[str, str]) -> StackFactory:
     made: list[auto.Stack] = []
 
     def make(name: str, *, from_example: str | None = None, yaml_text: str | None = None,
-             secrets: dict[str, str] | None = None) -> auto.Stack:
+             config: dict | None = None, secrets: dict[str, str] | None = None) -> auto.Stack:
         target = project / f"Pulumi.{name}.yaml"
         if from_example:
             shutil.copy2(ROOT / f"Pulumi.{from_example}.yaml", target)
         elif yaml_text is not None:
             target.write_text(yaml_text)
+        elif config is not None:
+            target.write_text(yaml.safe_dump({"config": {f"vmkube:{k}": v for k, v in config.items()}}))
         stack = auto.create_stack(name, work_dir=str(project),
                                   opts=auto.LocalWorkspaceOptions(env_vars=engine_env))
         for path, value in (secrets or {}).items():
@@ -92,8 +91,7 @@ def make_stack(project: Path, engine_env: dict[str, str]) -> StackFactory:
 
     yield make
     for stack in made:
-        # Whatever a test left deployed goes; nothing here creates outside resources yet,
-        # but a failed assertion must not leave state behind for the next run.
+        # Whatever a test left deployed goes, also when an assertion failed half-way.
         try:
             stack.destroy(on_output=lambda _l: None)
         except auto.errors.CommandError as exc:
