@@ -1,35 +1,41 @@
 """vmkube benchmarks: prints a Markdown table and writes it to bench/latest.md.
 
-Measures ratios inside one run (the machines are noisy) and reports the
-median of a few repetitions. Cold toolchain builds take minutes; their times
-are the ones recorded when the cache was filled, unless BENCH_COLD=1 rebuilds
-into empty caches now.
+Ratios are measured inside one run (the machines are noisy); medians where a
+measurement repeats. Cold toolchain builds take minutes: their times are the
+ones recorded when the cache was filled, unless BENCH_COLD=1 rebuilds into
+empty caches now. BENCH_ONLY=toolchain,preview,vcsim,libvirt picks sections.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from infra import config  # noqa: E402
+from infra.sshkeys import generate_ed25519  # noqa: E402
 from infra.workloads import list_apps  # noqa: E402
+from tests import sshcheck, workspace  # noqa: E402
+from tests.fixtures.vcsim import PASSWORD, TEMPLATE, USER, GuestAgent, _start, _stop  # noqa: E402
 from tests.helpers import example_raw  # noqa: E402
+from tests.tls import make_ca_and_server_cert  # noqa: E402
 
 TOOLS = ("pulumi", "pulumi-language-python", "vcsim")
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "infra", "workloads", "tools", "Pulumi.local.yaml")
+QUIET = {"on_output": lambda _line: None}
+Row = tuple[str, str, str]
 
 
-def timed(fn, repeat: int = 3) -> float:
+def timed(fn: Callable[[], object], repeat: int = 3) -> float:
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -46,11 +52,14 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = No
 
 
 def tool_dir(tool: str) -> Path:
-    out = run(["bash", "-c", f'. "{ROOT}/tools/lib.sh" && vmkube_tool_dir {tool}'])
-    return Path(out.strip())
+    return Path(run(["bash", "-c", f'. "{ROOT}/tools/lib.sh" && vmkube_tool_dir {tool}']).strip())
 
 
-def toolchain_rows() -> list[tuple[str, str, str]]:
+def bin_dir() -> str:
+    return run([str(ROOT / "tools" / "build")]).strip().splitlines()[-1]
+
+
+def toolchain_rows() -> list[Row]:
     rows = []
     if os.environ.get("BENCH_COLD") == "1":
         with tempfile.TemporaryDirectory() as tmp:
@@ -58,51 +67,153 @@ def toolchain_rows() -> list[tuple[str, str, str]]:
                    "GOMODCACHE": f"{tmp}/gomod"}
             start = time.perf_counter()
             run([str(ROOT / "tools" / "build")], env=env)
-            rows.append(("toolchain cold build, all tools (measured now, empty caches)",
+            rows.append(("toolchain cold build, all tools (measured now, empty Go caches)",
                          f"{time.perf_counter() - start:.0f} s", "BENCH_COLD=1"))
             run(["chmod", "-R", "u+w", tmp])
     for tool in TOOLS:
         recorded = tool_dir(tool) / ".build-seconds"
         value = f"{recorded.read_text().strip()} s" if recorded.exists() else "not built"
-        rows.append((f"{tool} build, as recorded when its cache entry was made", value, "Go caches as they were then"))
+        rows.append((f"{tool} build, as recorded when its cache entry was made", value,
+                     "Go caches as they were then"))
     warm = timed(lambda: run([str(ROOT / "tools" / "build")]), repeat=3)
     rows.append(("toolchain warm run (`tools/build`, everything cached)", f"{warm:.2f} s", "median of 3"))
     return rows
 
 
-def preview_rows() -> list[tuple[str, str, str]]:
-    bin_dir = run([str(ROOT / "tools" / "build")]).strip().splitlines()[-1]
-    with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp) / "project"
-        project.mkdir()
-        for name in PROJECT_FILES:
-            src = ROOT / name
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, project / name)
-        (project / ".venv").symlink_to(ROOT / ".venv")
-        (Path(tmp) / "state").mkdir()
-        env = {**os.environ,
-               "PATH": os.pathsep.join([bin_dir, str(ROOT / ".venv" / "bin"), os.environ["PATH"]]),
-               "PULUMI_BACKEND_URL": f"file://{tmp}/state", "PULUMI_HOME": f"{tmp}/home",
-               "PULUMI_CONFIG_PASSPHRASE": "bench", "PULUMI_SKIP_UPDATE_CHECK": "true",
-               "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-               "PULUMI_RUNTIME_VIRTUALENV": str(project / ".venv")}
-        run(["pulumi", "stack", "init", "local"], env=env, cwd=project)
-        preview = timed(lambda: run(["pulumi", "preview", "--stack", "local"], env=env, cwd=project))
-        version = timed(lambda: run(["pulumi", "version"], env=env, cwd=project))
+class Workspace:
+    """A project copy with its own backend, the built CLI first on PATH."""
 
+    def __init__(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        base = Path(self.tmp.name)
+        self.project = workspace.copy_project(base / "project")
+        self.env = workspace.engine_env(base, self.project)
+        os.environ["PATH"] = os.pathsep.join([bin_dir(), str(ROOT / ".venv" / "bin"), os.environ["PATH"]])
+
+    def stack(self, name: str, **kw):
+        return workspace.create_stack(self.project, self.env, name, **kw)
+
+    def close(self) -> None:
+        self.tmp.cleanup()
+
+
+def preview_rows() -> list[Row]:
+    ws = Workspace()
+    try:
+        stack = ws.stack("local", from_example="local")
+        preview = timed(lambda: stack.preview(**QUIET))
+        version = timed(lambda: run(["pulumi", "version"]))
+    finally:
+        ws.close()
     raw = example_raw("prod")
     apps = list_apps(ROOT / "workloads")
     load = timed(lambda: config.load(raw, stack="prod", secret_keys={"vsphere"}, apps=apps), repeat=50)
     return [
-        ("`pulumi preview`, local stack (skeleton)", f"{preview:.2f} s", "median of 3"),
+        ("`pulumi preview`, local stack", f"{preview:.2f} s", "median of 3"),
         ("`pulumi version` (CLI start-up alone)", f"{version:.3f} s", "median of 3"),
         ("config load + validation, prod stack", f"{load * 1000:.2f} ms", "median of 50"),
-        ("preview / CLI start-up", f"{preview / version:.1f}x", "same run"),
     ]
 
 
+def vcsim_rows() -> list[Row]:
+    """`pulumi up` of N VMs on vcsim: with a pool resource the VMs are made in parallel."""
+    walls: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ca = make_ca_and_server_cert(Path(tmp) / "tls", "127.0.0.1")
+        for n in (1, 5, 20):
+            sim = _start(Path(tmp), ca)
+            agent = GuestAgent(sim)
+            ws = Workspace()
+            try:
+                si = sim.connect()
+                template = si.RetrieveContent().searchIndex.FindByInventoryPath(f"DC0/vm/{TEMPLATE}")
+                template.PowerOffVM_Task()
+                time.sleep(0.5)
+                template.MarkAsTemplate()
+                agent.thread.start()
+                cfg = {"name": "b", "hypervisor": "vsphere",
+                       "vsphere": {"server": sim.server, "user": USER, "datacenter": "DC0", "cluster": "DC0_C0",
+                                   "datastore": "LocalDS_0", "network": "VM Network", "template": TEMPLATE,
+                                   "caFile": str(ca.ca_path)},
+                       "controlPlane": {"count": 1},
+                       "workerPools": [{"name": "w", "count": n - 1}] if n > 1 else []}
+                stack = ws.stack(f"vc{n}", config=cfg, secrets={"vsphere.password": PASSWORD})
+                start = time.perf_counter()
+                result = stack.up(**QUIET)
+                walls[n] = time.perf_counter() - start
+                assert len(result.outputs["nodes"].value) == n
+                stack.destroy(**QUIET)
+            finally:
+                agent.stop.set()
+                _stop(sim)
+                ws.close()
+    rows = [(f"vcsim: `pulumi up` of {n} VM{'s' if n > 1 else ''}", f"{w:.1f} s", "one run each")
+            for n, w in walls.items()]
+    rows.append(("vcsim: wall(20) / wall(1)", f"{walls[20] / walls[1]:.2f}",
+                 "goal ≤ 2; one VM per resource would be ≥ 5 (4 provider threads)"))
+    return rows
+
+
+def qemu_rss_mib(names: list[str]) -> dict[str, float]:
+    out = run(["ps", "-eo", "rss=,args="])
+    rss = {}
+    for line in out.splitlines():
+        size, _, args = line.strip().partition(" ")
+        for name in names:
+            if "qemu-system" in args and f"guest={name}," in args:
+                rss[name] = int(size) / 1024
+    return rss
+
+
+def libvirt_rows() -> list[Row]:
+    """Local stack shape on real QEMU (TCG): `up` until every node takes an SSH login."""
+    rows: list[Row] = []
+    key = generate_ed25519("bench")
+    for n in (1, 3):
+        ws = Workspace()
+        prefix = f"bench{n}"
+        cfg = {"name": prefix, "hypervisor": "libvirt",
+               "controlPlane": {"count": 1, "cpus": 1, "memoryMb": 1536, "diskGb": 6},
+               "workerPools": [{"name": "w", "count": n - 1, "cpus": 1, "memoryMb": 1024, "diskGb": 6}] if n > 1 else []}
+        stack = ws.stack(f"lv{n}", config=cfg, secrets={"ssh.privateKey": key.private_openssh})
+        try:
+            start = time.perf_counter()
+            result = stack.up(**QUIET)
+            up_done = time.perf_counter() - start
+            nodes = result.outputs["nodes"].value
+            host_keys = result.outputs["hostKeys"].value
+
+            def ready(node: dict) -> None:
+                sshcheck.login(node["ip"], "vmkube", key.private_openssh, host_keys[node["name"]], 600).close()
+            threads = [threading.Thread(target=ready, args=(node,)) for node in nodes]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            ssh_ready = time.perf_counter() - start
+            rss = qemu_rss_mib([node["name"] for node in nodes])
+        finally:
+            stack.destroy(**QUIET)
+            ws.close()
+        rows.append((f"libvirt: `pulumi up` of {n} VM{'s' if n > 1 else ''} (IPs known)", f"{up_done:.0f} s",
+                     "QEMU TCG"))
+        rows.append((f"libvirt: `pulumi up` start to SSH login on all {n}", f"{ssh_ready:.0f} s",
+                     "pinned host keys"))
+        rows.append((f"libvirt: QEMU resident memory per VM ({n} VM{'s' if n > 1 else ''})",
+                     f"{statistics.mean(rss.values()):.0f} MiB" if rss else "n/a",
+                     f"guest RAM 1024–1536 MiB; TCG cache capped at 64 MiB"))
+    return rows
+
+
+SECTIONS = {"toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "libvirt": libvirt_rows}
+
+
 def main() -> None:
-    rows = toolchain_rows() + preview_rows()
+    only = [s for s in os.environ.get("BENCH_ONLY", "").split(",") if s] or list(SECTIONS)
+    rows: list[Row] = []
+    for name in only:
+        print(f"bench: {name} …", file=sys.stderr, flush=True)
+        rows += SECTIONS[name]()
     cpu = f"{os.cpu_count()} cores, Python {platform.python_version()}"
     lines = [f"# vmkube benchmarks ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu})", "",
              "| measure | value | note |", "|---|---|---|"]

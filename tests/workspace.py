@@ -1,0 +1,56 @@
+"""A throwaway copy of the project with its own Pulumi backend, for the engine
+tests and the benchmarks: the repo's Pulumi.<stack>.yaml files stay untouched."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from pulumi import automation as auto
+
+from tests.helpers import ROOT
+
+PASSPHRASE = "vmkube-tests-passphrase"
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "infra", "workloads", "tools")
+
+
+def copy_project(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+    return dest
+
+
+def engine_env(base: Path, project: Path) -> dict[str, str]:
+    state = base / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    return {
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_HOME": str(base / "pulumi-home"),
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_RUNTIME_VIRTUALENV": str(project / ".venv"),
+    }
+
+
+def create_stack(project: Path, env: dict[str, str], name: str, *, config: dict | None = None,
+                 yaml_text: str | None = None, from_example: str | None = None,
+                 secrets: dict[str, str] | None = None) -> auto.Stack:
+    target = project / f"Pulumi.{name}.yaml"
+    if from_example:
+        shutil.copy2(ROOT / f"Pulumi.{from_example}.yaml", target)
+    elif yaml_text is not None:
+        target.write_text(yaml_text)
+    elif config is not None:
+        target.write_text(yaml.safe_dump({"config": {f"vmkube:{k}": v for k, v in config.items()}}))
+    stack = auto.create_stack(name, work_dir=str(project), opts=auto.LocalWorkspaceOptions(env_vars=env))
+    for path, value in (secrets or {}).items():
+        stack.set_config(f"vmkube:{path}", auto.ConfigValue(value, secret=True), path=True)
+    return stack
