@@ -45,7 +45,11 @@ def create_stack(project: Path, env: dict[str, str], name: str, *, config: dict 
                  secrets: dict[str, str] | None = None) -> auto.Stack:
     target = project / f"Pulumi.{name}.yaml"
     if from_example:
-        shutil.copy2(ROOT / f"Pulumi.{from_example}.yaml", target)
+        doc = yaml.safe_load((ROOT / f"Pulumi.{from_example}.yaml").read_text())
+        # A checkout's own `up` may have added its passphrase's salt: not ours.
+        for key in ("encryptionsalt", "secretsprovider", "encryptedkey"):
+            doc.pop(key, None)
+        target.write_text(yaml.safe_dump(doc))
     elif yaml_text is not None:
         target.write_text(yaml_text)
     elif config is not None:

@@ -211,16 +211,20 @@ class LibvirtHypervisor:
                 return
             # By name, not by reading the image: its files may be gone from this machine by now.
             name = Path(image).name
-            for vname in (f"vmkube-{name}", f"vmkube-{name}.qcow2", f"vmkube-{name}.vmlinuz",
-                          f"vmkube-{name}.initrd"):
-                vol = self._volume(vname)
-                if vol is None:
-                    continue
-                try:
-                    vol.delete(0)
-                except libvirt.libvirtError as exc:
-                    if exc.get_error_code() not in _GONE:
-                        raise
+            self._delete_volumes([f"vmkube-{name}", f"vmkube-{name}.qcow2", f"vmkube-{name}.vmlinuz",
+                                  f"vmkube-{name}.initrd"])
+
+    def _delete_volumes(self, names: list[str]) -> None:
+        """Deletes the volumes that exist; one already gone is fine."""
+        for vname in names:
+            vol = self._volume(vname)
+            if vol is None:
+                continue
+            try:
+                vol.delete(0)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in _GONE:
+                    raise
 
     def prepare(self, image: str) -> None:
         with self._edge("vmkube:libvirt.baseImage", f"prepare {image!r}"):
@@ -241,9 +245,7 @@ class LibvirtHypervisor:
             disk = self._volume(f"{req.name}.qcow2") or self.pool.createXML(
                 defs.volume_xml(f"{req.name}.qcow2", req.disk_gb * GIB, "qcow2", base["disk"]), 0)
             iso = defs.seed_iso(req.seed)
-            old_seed = self._volume(f"{req.name}-seed.iso")
-            if old_seed is not None:
-                old_seed.delete(0)
+            self._delete_volumes([f"{req.name}-seed.iso"])
             seed = self._upload(f"{req.name}-seed.iso", io.BytesIO(iso), len(iso), "raw")
             spec = defs.DomainSpec(
                 name=req.name, owner=req.owner, image=req.image, cpus=req.cpus, memory_mb=req.memory_mb,
@@ -323,12 +325,4 @@ class LibvirtHypervisor:
                 except libvirt.libvirtError as exc:
                     if exc.get_error_code() not in _GONE:
                         raise
-            for vname in (f"{name}.qcow2", f"{name}-seed.iso"):
-                vol = self._volume(vname)
-                if vol is None:
-                    continue
-                try:
-                    vol.delete(0)
-                except libvirt.libvirtError as exc:
-                    if exc.get_error_code() not in _GONE:
-                        raise
+            self._delete_volumes([f"{name}.qcow2", f"{name}-seed.iso"])

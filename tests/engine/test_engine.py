@@ -1,11 +1,8 @@
 """The real Pulumi engine (Automation API, local program, file:// backend) runs
-the project: previews of every example stack, a bad stack's clean failure, and
-a full up / up-again / destroy of the local stack with its generated SSH key."""
+the project: previews of every example stack and a bad stack's clean failure.
+Full up / up again / destroy cycles are in test_vm_lifecycle.py."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 from pulumi import automation as auto
@@ -27,13 +24,13 @@ class Captured:
         return "\n".join(self.lines)
 
 
-@pytest.mark.parametrize("stack_name,creates", [("local", 5), ("dev", 5), ("prod", 6)])
+@pytest.mark.parametrize("stack_name,creates", [("local", 7), ("dev", 7), ("prod", 9)])
 def test_preview_of_each_example_stack(make_stack, stack_name, creates):
     secrets = EXAMPLE_SECRETS.get(stack_name, {})
     stack = make_stack(stack_name, from_example=stack_name, secrets=secrets)
     out = Captured()
     result = stack.preview(on_output=out)
-    # Stack + Cluster + SshKey + one NodePool for the control plane and each worker pool.
+    # Stack + Cluster + SshKey + a NodePool and its VmPool for the control plane and each worker pool.
     assert result.change_summary == {"create": creates}, out.text
     for value in secrets.values():
         assert value not in out.text and value not in result.stdout
@@ -71,35 +68,3 @@ def test_preview_of_a_bad_stack_fails_naming_every_key(make_stack):
     ]:
         assert line in text, text
     assert "Traceback" not in text
-
-
-def stored_state(engine_env, stack_name: str) -> str:
-    """The checkpoint exactly as the file backend keeps it (export would decrypt)."""
-    root = Path(engine_env["PULUMI_BACKEND_URL"].removeprefix("file://"))
-    return (root / ".pulumi" / "stacks" / "vmkube" / f"{stack_name}.json").read_text()
-
-
-def test_up_again_and_destroy_of_the_local_stack(make_stack, engine_env):
-    stack = make_stack("local", from_example="local")
-    first = stack.up(on_output=lambda _l: None)
-    assert first.summary.result == "succeeded"
-    assert first.summary.resource_changes == {"create": 5}
-    nodes = first.outputs["nodes"].value
-    assert [n["name"] for n in nodes] == ["local-cp-1", "local-worker-1"]
-    public = first.outputs["sshPublicKey"].value
-    assert public.startswith("ssh-ed25519 ") and public.endswith(" vmkube-local")
-
-    again = stack.up(on_output=lambda _l: None)
-    assert again.summary.resource_changes == {"same": 5}
-    assert again.outputs["sshPublicKey"].value == public  # the key is kept, not regenerated
-
-    # The generated private key is in state only as ciphertext.
-    raw = stored_state(engine_env, "local")
-    resources = json.loads(raw)["checkpoint"]["latest"]["resources"]
-    key = [r for r in resources if r["type"].endswith("vmkube:SshKey")][0]
-    assert set(key["outputs"]["private_key"]) == {"4dabf18193072939515e22adb298388d", "ciphertext"}
-    assert "PRIVATE KEY" not in raw
-
-    gone = stack.destroy(on_output=lambda _l: None)
-    assert gone.summary.resource_changes == {"delete": 5}
-    assert stack.export_stack().deployment.get("resources") in (None, [])

@@ -6,11 +6,12 @@ resize in place, template change (replace), a refused disk shrink, destroy
 from __future__ import annotations
 
 import json
+import time
+
 from pathlib import Path
 
 import pytest
 from pulumi import automation as auto
-from pyVmomi import vim
 
 from tests.fixtures.libvirt import leftovers
 from tests.fixtures.vcsim import PASSWORD, TEMPLATE, USER
@@ -51,10 +52,18 @@ def test_vsphere_lifecycle_on_vcsim(vcsim, guest_agent, make_stack, engine_env):
                                                         ("vc-general-2", "on")]
     assert all(n["ip"] == guest_agent.assigned[n["name"]] for n in nodes)
     assert set(up.outputs["hostKeys"].value) == {"vc-cp-1", "vc-general-1", "vc-general-2"}
-    assert PASSWORD not in state_text(engine_env, "vc")  # the password is in state only as ciphertext
+    public = up.outputs["sshPublicKey"].value
+    assert public.startswith("ssh-ed25519 ") and public.endswith(" vmkube-vc")
+    # The vCenter password, the generated SSH key and the host keys are in state only as ciphertext.
+    state = json.loads(state_text(engine_env, "vc"))["checkpoint"]["latest"]["resources"]
+    key = [r for r in state if r["type"].endswith("vmkube:SshKey")][0]
+    assert set(key["outputs"]["private_key"]) == {"4dabf18193072939515e22adb298388d", "ciphertext"}
+    assert PASSWORD not in state_text(engine_env, "vc")
     assert "PRIVATE KEY" not in state_text(engine_env, "vc")
 
-    assert stack.up(**QUIET).summary.resource_changes == {"same": 7}
+    again = stack.up(**QUIET)
+    assert again.summary.resource_changes == {"same": 7}
+    assert again.outputs["sshPublicKey"].value == public  # kept, not regenerated
 
     # Behind Pulumi's back: one worker deleted, the control plane powered off.
     gone = vmkube_vms(vcsim)["vc-general-2"]
@@ -102,7 +111,6 @@ def test_vsphere_lifecycle_on_vcsim(vcsim, guest_agent, make_stack, engine_env):
 
 
 def _until(check, timeout: float = 10.0) -> None:
-    import time
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not reached"
