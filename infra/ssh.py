@@ -1,0 +1,269 @@
+"""SSH to nodes with paramiko: pinned host keys, an optional bastion, connect
+with retry and a deadline, quoted commands, checksum-verified uploads.
+
+Host keys are always pinned (vmkube generated them); an unknown or different
+key is refused, never learned. Library errors are translated here, once, into
+SshError messages that start with the node name. Secrets handed to a session
+are replaced by **** in everything it logs or raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import shlex
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import paramiko
+
+from infra.errors import VmkubeError
+
+log = logging.getLogger("vmkube.ssh")
+STDERR_LINES = 10
+
+
+class SshError(VmkubeError):
+    """An SSH failure on one node, already phrased for the user."""
+
+    def __init__(self, node: str, message: str):
+        self.node = node
+        super().__init__(f"{node}: {message}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    user: str
+    host_key: str  # "ssh-ed25519 AAAA…": the one key this host may present
+
+
+@dataclass(frozen=True)
+class Result:
+    command: str  # as logged: secrets redacted
+    code: int
+    stdout: str = field(repr=False)
+    stderr: str = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str] = ()):
+        # Longest first, so a secret containing another is replaced whole.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "****")
+        return text
+
+
+def _host_key(openssh: str) -> paramiko.PKey:
+    kind, data = openssh.split()[:2]
+    return paramiko.PKey.from_type_string(kind, base64.b64decode(data))
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _private_key(text: str) -> paramiko.PKey:
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return kind.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise VmkubeError("vmkube:ssh.privateKey: not a private key paramiko can read (ed25519, ECDSA or RSA)")
+
+
+def quote(command: str | Sequence[str]) -> str:
+    return command if isinstance(command, str) else shlex.join(command)
+
+
+class Session:
+    """One connection to one node, reused by every step of a run."""
+
+    def __init__(self, node: str, target: Endpoint, private_key: str, *, bastion: Endpoint | None = None,
+                 secrets: Iterable[str] = (), connect_timeout: float = 300.0):
+        self.node = node
+        self.target = target
+        self.bastion = bastion
+        self.redact = Redactor([*secrets, private_key])
+        self.connect_timeout = connect_timeout
+        self._pkey = _private_key(private_key)
+        self._client: paramiko.SSHClient | None = None
+        self._jump: paramiko.SSHClient | None = None
+        self.connections = 0  # how many times this session had to open a connection
+
+    # -- connecting ------------------------------------------------------------
+
+    def _client_for(self, endpoint: Endpoint) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.get_host_keys().add(self._known_as(endpoint), endpoint.host_key.split()[0],
+                                   _host_key(endpoint.host_key))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        return client
+
+    @staticmethod
+    def _known_as(endpoint: Endpoint) -> str:
+        return endpoint.host if endpoint.port == 22 else f"[{endpoint.host}]:{endpoint.port}"
+
+    def _open(self, endpoint: Endpoint, sock: paramiko.Channel | None) -> paramiko.SSHClient:
+        client = self._client_for(endpoint)
+        try:
+            client.connect(endpoint.host, port=endpoint.port, username=endpoint.user, pkey=self._pkey,
+                           sock=sock, timeout=10, banner_timeout=20, auth_timeout=20,
+                           look_for_keys=False, allow_agent=False)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def connect(self) -> "Session":
+        """Connects (through the bastion if any), retrying until the deadline.
+
+        A node still booting refuses or drops connections: that is retried.
+        A wrong host key or a refused key is final and raised at once.
+        """
+        if self._client is not None and self._client.get_transport() and self._client.get_transport().is_active():
+            return self
+        deadline = time.monotonic() + self.connect_timeout
+        delay, last = 1.0, "no attempt made"
+        while True:
+            try:
+                self._client = self._connect_once()
+                self.connections += 1
+                log.info("%s: connected to %s@%s:%d", self.node, self.target.user, self.target.host,
+                         self.target.port)
+                return self
+            except paramiko.BadHostKeyException as exc:
+                self.close()
+                raise SshError(self.node, self._host_key_message(exc)) from None
+            except paramiko.AuthenticationException:
+                self.close()
+                who = self._failing_hop()
+                raise SshError(self.node, f"authentication refused for user {who.user!r} at {who.host}:{who.port} "
+                                          "with the stack's SSH key (vmkube:ssh.privateKey / vmkube:ssh.user)") from None
+            except SshError:
+                self.close()
+                raise
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                self.close()
+                last = self.redact(str(exc) or type(exc).__name__)
+            if time.monotonic() + delay > deadline:
+                kind = "timed out" if "timed out" in last.lower() else "unreachable"
+                where = f"{self.target.host}:{self.target.port}"
+                via = f" through bastion {self.bastion.host}:{self.bastion.port}" if self.bastion else ""
+                raise SshError(self.node, f"{kind}: no SSH login at {where}{via} within "
+                                          f"{self.connect_timeout:.0f}s (last error: {last})")
+            log.info("%s: waiting for SSH (%s)", self.node, last)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+
+    def _connect_once(self) -> paramiko.SSHClient:
+        self._hop = self.bastion or self.target
+        sock = None
+        if self.bastion is not None:
+            self._jump = self._open(self.bastion, None)
+            self._hop = self.target
+            sock = self._jump.get_transport().open_channel(
+                "direct-tcpip", (self.target.host, self.target.port), ("127.0.0.1", 0), timeout=10)
+        return self._open(self.target, sock)
+
+    def _failing_hop(self) -> Endpoint:
+        return getattr(self, "_hop", self.target)
+
+    def _host_key_message(self, exc: paramiko.BadHostKeyException) -> str:
+        hop = self._failing_hop()
+        role = "bastion" if hop is self.bastion else "node"
+        what = ("vmkube:ssh.bastion.hostKey" if role == "bastion"
+                else "the VM was re-created outside vmkube, or its address now belongs to another machine; "
+                     "run `pulumi refresh` and check the hypervisor")
+        return (f"host key mismatch at {hop.host}:{hop.port} ({role}): expected {fingerprint(exc.expected_key)}, "
+                f"got {fingerprint(exc.key)}; {what}")
+
+    def close(self) -> None:
+        for client in (self._client, self._jump):
+            if client is not None:
+                client.close()
+        self._client = self._jump = None
+
+    def __enter__(self) -> "Session":
+        return self.connect()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- commands --------------------------------------------------------------
+
+    def run(self, command: str | Sequence[str], *, sudo: bool = False, check: bool = True,
+            timeout: float = 600.0, stdin: bytes | None = None) -> Result:
+        """Runs a command; a list is quoted word by word. Logs it with secrets redacted."""
+        text = quote(command)
+        if sudo:
+            text = f"sudo -n -- sh -c {shlex.quote(text)}"
+        shown = self.redact(quote(command))
+        log.info("%s: $ %s", self.node, shown)
+        client = self.connect()._client
+        try:
+            chan = client.get_transport().open_session(timeout=30)
+            chan.settimeout(timeout)
+            chan.exec_command(text)
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out, err = _drain(chan, time.monotonic() + timeout)
+            code = chan.recv_exit_status()
+        except (socket.timeout, TimeoutError):
+            raise SshError(self.node, f"timed out after {timeout:.0f}s: {shown}") from None
+        except (paramiko.SSHException, OSError) as exc:
+            raise SshError(self.node, f"connection lost while running {shown}: {self.redact(str(exc))}") from None
+        result = Result(shown, code, out.decode(errors="replace"), err.decode(errors="replace"))
+        if check and not result.ok:
+            tail = "\n".join(self.redact(result.stderr).strip().splitlines()[-STDERR_LINES:])
+            raise SshError(self.node, f"command failed (exit {code}): {shown}" + (f"\n{tail}" if tail else ""))
+        return result
+
+    def put(self, data: bytes, path: str, *, mode: int = 0o644, sudo: bool = False) -> None:
+        """Uploads bytes over SFTP to a temporary file, checks its sha256 on the
+        node, then moves it into place with the mode; a corrupt copy never lands."""
+        digest = hashlib.sha256(data).hexdigest()
+        tmp = f"/tmp/.vmkube-upload-{digest[:16]}"
+        client = self.connect()._client
+        try:
+            with client.open_sftp() as sftp:
+                sftp.putfo(io.BytesIO(data), tmp, confirm=True)
+        except (paramiko.SSHException, OSError) as exc:
+            raise SshError(self.node, f"upload to {path} failed: {self.redact(str(exc))}") from None
+        seen = self.run(["sha256sum", tmp]).stdout.split()[0]
+        if seen != digest:
+            self.run(["rm", "-f", tmp])
+            raise SshError(self.node, f"upload to {path} corrupted: sha256 {seen}, expected {digest}")
+        self.run(["install", "-m", f"{mode:o}", "-D", tmp, path], sudo=sudo)
+        self.run(["rm", "-f", tmp])
+
+
+def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+    out, err = bytearray(), bytearray()
+    while True:
+        if time.monotonic() > deadline:
+            chan.close()
+            raise TimeoutError
+        if chan.recv_ready():
+            out += chan.recv(65536)
+        elif chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        elif chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            break
+        else:
+            time.sleep(0.01)
+    return bytes(out), bytes(err)
