@@ -205,7 +205,49 @@ def libvirt_rows() -> list[Row]:
     return rows
 
 
-SECTIONS = {"toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "libvirt": libvirt_rows}
+def ssh_rows() -> list[Row]:
+    """Phases over N SSH hosts (OpenSSH in network namespaces): connect, read facts, preflight."""
+    from infra.phases import Node, run_phases
+    from infra.preflight import Preflight
+    from infra.ssh import Session
+    from tests.fixtures.sshd import open_lab
+
+    walls: dict[int, float] = {}
+    per_node: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, open_lab(Path(tmp), extra_hosts=8) as lab:
+        names = [f"d{i}" for i in range(1, 9)]
+        for name in names:
+            lab.start(name)
+        for n in (1, 8):
+            samples = []
+            for _ in range(3):
+                nodes = [Node(name, "worker", lab.hosts[name].ip,
+                              Session(name, lab.hosts[name].endpoint(), lab.user_key.private_openssh))
+                         for name in names[:n]]
+                start = time.perf_counter()
+                try:
+                    # Two phases sharing each node's session, as bootstrap phases do.
+                    for _phase in range(2):
+                        try:
+                            run_phases(nodes, [Preflight(memory_mb={})])
+                        except Exception:  # noqa: BLE001 - this kernel may lack modules: failures are fine here
+                            pass
+                    samples.append(time.perf_counter() - start)
+                    per_node[n] = sum(node.session.connections for node in nodes) / n
+                finally:
+                    for node in nodes:
+                        node.session.close()
+            walls[n] = statistics.median(samples)
+    return [
+        ("ssh: 2 phases over 1 host (connect, facts, preflight)", f"{walls[1]:.2f} s", "median of 3"),
+        ("ssh: 2 phases over 8 hosts", f"{walls[8]:.2f} s", "median of 3"),
+        ("ssh: wall(8) / wall(1)", f"{walls[8] / walls[1]:.2f}", "goal ≤ 1.5"),
+        ("ssh: connections opened per node per run", f"{per_node[8]:.1f}", "goal 1"),
+    ]
+
+
+SECTIONS = {"toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "ssh": ssh_rows,
+            "libvirt": libvirt_rows}
 
 
 def main() -> None:

@@ -1,0 +1,119 @@
+"""Preflight: read each node's facts in one command and check them before
+anything is changed. Every problem is reported, per node, in one error."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from infra.errors import VmkubeError
+
+from .phases import Node
+
+CONTROL_PLANE_PORTS = (2379, 2380, 6443, 10250, 10256, 10257, 10259)
+WORKER_PORTS = (10250, 10256)
+MODULES = ("br_netfilter", "overlay")
+ARCHES = ("x86_64", "aarch64")
+MAX_SKEW_SECONDS = 5.0
+MIN_FREE_DISK_MIB = 2048
+# The kernel keeps some memory for itself: a 2048 MiB VM reports about 1950 MiB.
+MEMORY_SLACK = 0.85
+BOOTSTRAPPED_MARKER = "/var/lib/vmkube/bootstrapped"
+
+FACTS_SCRIPT = r"""
+. /etc/os-release 2>/dev/null; echo "os=${ID:-unknown}"; echo "os_version=${VERSION_ID:-}"
+echo "arch=$(uname -m)"
+echo "mem_mib=$(awk '/^MemTotal:/ {print int($2/1024)}' /proc/meminfo)"
+echo "disk_free_mib=$(df -Pm / | awk 'NR==2 {print $4}')"
+echo "swap_devices=$(awk 'NR>1' /proc/swaps | wc -l)"
+for m in br_netfilter overlay; do
+  if [ -d "/sys/module/$m" ] || modprobe -n "$m" 2>/dev/null \
+     || find "/lib/modules/$(uname -r)" -name "$m.ko*" 2>/dev/null | grep -q .; then
+    echo "module_$m=1"; else echo "module_$m=0"; fi
+done
+echo "ports=$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' | sort -un | tr '\n' ' ')"
+if [ -e /var/lib/vmkube/bootstrapped ]; then echo bootstrapped=1; else echo bootstrapped=0; fi
+if sudo -n true 2>/dev/null; then echo sudo=1; else echo sudo=0; fi
+echo "now=$(date +%s.%N)"
+"""
+
+
+@dataclass(frozen=True)
+class Facts:
+    os: str
+    os_version: str
+    arch: str
+    mem_mib: int
+    disk_free_mib: int
+    swap_devices: int
+    modules: dict[str, bool]
+    ports: frozenset[int]
+    bootstrapped: bool
+    sudo: bool
+    skew_seconds: float
+
+
+def gather(node: Node) -> Facts:
+    sent = time.time()
+    out = node.session.run(["sh", "-c", FACTS_SCRIPT]).stdout
+    received = time.time()
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    remote = float(values.get("now", "0") or 0)
+    # The node read its clock somewhere between send and receive: compare with the middle.
+    skew = remote - (sent + received) / 2
+    return Facts(
+        os=values.get("os", ""), os_version=values.get("os_version", ""), arch=values.get("arch", ""),
+        mem_mib=int(values.get("mem_mib") or 0), disk_free_mib=int(values.get("disk_free_mib") or 0),
+        swap_devices=int(values.get("swap_devices") or 0),
+        modules={m: values.get(f"module_{m}") == "1" for m in MODULES},
+        ports=frozenset(int(p) for p in values.get("ports", "").split() if p.isdigit()),
+        bootstrapped=values.get("bootstrapped") == "1", sudo=values.get("sudo") == "1",
+        skew_seconds=skew if abs(skew) > (received - sent) / 2 else 0.0,
+    )
+
+
+def problems(facts: Facts, role: str, memory_mb: int) -> list[str]:
+    found = []
+    if facts.arch not in ARCHES:
+        found.append(f"architecture {facts.arch or 'unknown'} is not supported ({', '.join(ARCHES)})")
+    if facts.os not in ("debian", "ubuntu"):
+        found.append(f"OS {facts.os} {facts.os_version} is not supported (Debian 12 or Ubuntu)")
+    if facts.mem_mib < memory_mb * MEMORY_SLACK:
+        found.append(f"{facts.mem_mib} MiB of memory, the stack asks for {memory_mb} MiB")
+    if facts.disk_free_mib < MIN_FREE_DISK_MIB:
+        found.append(f"{facts.disk_free_mib} MiB free on /, needs {MIN_FREE_DISK_MIB} MiB")
+    if facts.swap_devices:
+        found.append("swap is on; the kubelet needs it off (swapoff -a, and remove it from /etc/fstab)")
+    for module, present in facts.modules.items():
+        if not present:
+            found.append(f"kernel module {module} is not available")
+    if abs(facts.skew_seconds) > MAX_SKEW_SECONDS:
+        found.append(f"clock is {facts.skew_seconds:+.0f}s off this machine's; certificates would fail "
+                     "(enable time sync)")
+    if not facts.sudo:
+        found.append("the SSH user cannot run sudo without a password")
+    if not facts.bootstrapped:
+        wanted = CONTROL_PLANE_PORTS if role == "control-plane" else WORKER_PORTS
+        busy = sorted(set(wanted) & facts.ports)
+        if busy:
+            found.append(f"port{'s' if len(busy) > 1 else ''} {', '.join(map(str, busy))} already in use")
+    return found
+
+
+class PreflightFailed(VmkubeError):
+    pass
+
+
+@dataclass
+class Preflight:
+    """Checks every node; changes nothing."""
+    memory_mb: dict[str, int]  # node name -> memory the stack asks for
+    title: str = "preflight"
+
+    def applies(self, node: Node) -> bool:
+        return True
+
+    def run(self, node: Node) -> None:
+        found = problems(gather(node), node.role, self.memory_mb.get(node.name, 0))
+        if found:
+            raise PreflightFailed("; ".join(found))
