@@ -30,7 +30,7 @@ from tests.fixtures.vcsim import PASSWORD, TEMPLATE, USER, GuestAgent, _start, _
 from tests.helpers import example_raw  # noqa: E402
 from tests.tls import make_ca_and_server_cert  # noqa: E402
 
-TOOLS = ("pulumi", "pulumi-language-python", "vcsim")
+TOOLS = ("pulumi", "pulumi-language-python", "vcsim", "actionlint")
 QUIET = {"on_output": lambda _line: None}
 Row = tuple[str, str, str]
 
