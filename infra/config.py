@@ -126,7 +126,7 @@ class BinariesSpec:
 
 @dataclass(frozen=True)
 class KubernetesSpec:
-    version: str = "1.34.1"
+    version: str = "1.34.4"
     pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
     service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
     binaries: BinariesSpec = field(default_factory=BinariesSpec)
@@ -353,7 +353,7 @@ def _valid_base64(text: str) -> bool:
 def _kubernetes(top: Fields) -> KubernetesSpec | None:
     f = top.obj("kubernetes") or Fields({}, top.key("kubernetes"), top.problems)
     d = KubernetesSpec()
-    version = f.string("version", d.version, pattern=_VERSION, rule="must be a release like 1.34.1")
+    version = f.string("version", d.version, pattern=_VERSION, rule="must be a release like 1.34.4")
     if version and not version.startswith("1."):
         f.fail("version", f"must be a Kubernetes 1.x release (got {version!r})")
     pod = f.network("podCidr", str(d.pod_cidr), min_prefix=8, max_prefix=NODE_POD_PREFIX - 1)
