@@ -103,6 +103,7 @@ class Session:
         self._client: paramiko.SSHClient | None = None
         self._jump: paramiko.SSHClient | None = None
         self.connections = 0  # how many times this session had to open a connection
+        self.mutations = 0    # commands run with change=True, and uploads: what a converged node must not see
 
     # -- connecting ------------------------------------------------------------
 
@@ -206,9 +207,14 @@ class Session:
     # -- commands --------------------------------------------------------------
 
     def run(self, command: str | Sequence[str], *, sudo: bool = False, check: bool = True,
-            timeout: float = 600.0, stdin: bytes | None = None) -> Result:
-        """Runs a command; a list is quoted word by word. Logs it with secrets redacted."""
+            timeout: float = 600.0, stdin: bytes | None = None, change: bool = False) -> Result:
+        """Runs a command; a list is quoted word by word. Logs it with secrets redacted.
+
+        ``change`` marks a command that alters the node, so runs can count them.
+        """
         text = quote(command)
+        if change:
+            self.mutations += 1
         if sudo:
             text = f"sudo -n -- sh -c {shlex.quote(text)}"
         shown = self.redact(quote(command))
@@ -238,6 +244,7 @@ class Session:
         node, then moves it into place with the mode; a corrupt copy never lands."""
         digest = hashlib.sha256(data).hexdigest()
         tmp = f"/tmp/.vmkube-upload-{digest[:16]}"
+        self.mutations += 1
         client = self.connect()._client
         try:
             with client.open_sftp() as sftp:
