@@ -3,6 +3,7 @@ upload only what differs. A second run over a converged node changes nothing."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ class FileSpec:
     content: bytes = field(repr=False)
     mode: int = 0o644
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
 

@@ -32,7 +32,9 @@ for m in br_netfilter overlay; do
     echo "module_$m=1"; else echo "module_$m=0"; fi
 done
 echo "ports=$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' | sort -un | tr '\n' ' ')"
-if [ -e /var/lib/vmkube/bootstrapped ]; then echo bootstrapped=1; else echo bootstrapped=0; fi
+# Ports held by vmkube's own services are fine: a half-finished earlier run installed them.
+if [ -e /var/lib/vmkube/bootstrapped ] || [ -e /etc/systemd/system/kubelet.service ]; then
+  echo bootstrapped=1; else echo bootstrapped=0; fi
 if sudo -n true 2>/dev/null; then echo sudo=1; else echo sudo=0; fi
 echo "now=$(date +%s.%N)"
 """

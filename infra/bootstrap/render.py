@@ -1,0 +1,198 @@
+"""Every file a node needs, rendered as pure data from the plan and the PKI."""
+
+from __future__ import annotations
+
+import json
+from typing import Mapping
+
+import yaml
+
+from infra import pki
+from infra.files import FileSpec
+
+from .plan import API_PORT, CLUSTER_DOMAIN, Plan, PlanNode
+
+PKI_DIR = "/etc/kubernetes/pki"
+BIN_DIR = "/usr/local/bin"
+PAUSE_IMAGE = "vmkube.local/pause:3.10"
+PAUSE_TAR = "/var/lib/vmkube/images/pause.tar"
+CONTROL_PLANE_UNITS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_UNITS = ("vmkube-routes", "containerd", "kubelet", "kube-proxy")
+
+
+def _text(path: str, text: str, mode: int = 0o644) -> FileSpec:
+    return FileSpec(path, text.encode(), mode)
+
+
+def _unit(description: str, exec_start: list[str], after: str = "network-online.target",
+          kind: str = "simple") -> str:
+    command = " \\\n  ".join(exec_start)
+    restart = "Restart=always\nRestartSec=5\n" if kind == "simple" else "RemainAfterExit=yes\n"
+    return (f"[Unit]\nDescription={description} (vmkube)\nWants=network-online.target\nAfter={after}\n\n"
+            f"[Service]\nType={kind}\nExecStart={command}\n{restart}LimitNOFILE=1048576\n\n"
+            "[Install]\nWantedBy=multi-user.target\n")
+
+
+def _pair(certs: Mapping[str, pki.CertKey], name: str, path: str) -> list[FileSpec]:
+    return [_text(f"{path}.crt", certs[name].cert), _text(f"{path}.key", certs[name].key, 0o600)]
+
+
+def _kubeconfig(plan: Plan, certs: Mapping[str, pki.CertKey], name: str, user: str, server: str) -> str:
+    return pki.kubeconfig(plan.cluster, server, certs["cluster-ca"].cert, user, certs[name])
+
+
+def control_plane_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.CertKey]) -> list[FileSpec]:
+    p = PKI_DIR
+    local = f"https://127.0.0.1:{API_PORT}"
+    files = [
+        _text(f"{p}/ca.crt", certs["cluster-ca"].cert), _text(f"{p}/ca.key", certs["cluster-ca"].key, 0o600),
+        _text(f"{p}/front-proxy-ca.crt", certs["front-proxy-ca"].cert),
+        _text(f"{p}/etcd/ca.crt", certs["etcd-ca"].cert),
+        _text(f"{p}/sa.pub", certs["service-account"].cert), _text(f"{p}/sa.key", certs["service-account"].key, 0o600),
+        *_pair(certs, "apiserver", f"{p}/apiserver"),
+        *_pair(certs, "apiserver-kubelet-client", f"{p}/apiserver-kubelet-client"),
+        *_pair(certs, "apiserver-etcd-client", f"{p}/apiserver-etcd-client"),
+        *_pair(certs, "front-proxy-client", f"{p}/front-proxy-client"),
+        *_pair(certs, f"etcd-server-{node.name}", f"{p}/etcd/server"),
+        *_pair(certs, f"etcd-peer-{node.name}", f"{p}/etcd/peer"),
+        _text("/etc/kubernetes/controller-manager.conf",
+              _kubeconfig(plan, certs, "controller-manager", "system:kube-controller-manager", local), 0o600),
+        _text("/etc/kubernetes/scheduler.conf", _kubeconfig(plan, certs, "scheduler", "system:kube-scheduler", local),
+              0o600),
+        _text("/etc/kubernetes/admin.conf", _kubeconfig(plan, certs, "admin", "vmkube-admin", local), 0o600),
+    ]
+    peers = ",".join(f"{n.name}=https://{n.ip}:2380" for n in plan.control_planes)
+    etcd = [f"{BIN_DIR}/etcd", f"--name={node.name}", "--data-dir=/var/lib/etcd",
+            f"--listen-client-urls=https://127.0.0.1:2379,https://{node.ip}:2379",
+            f"--advertise-client-urls=https://{node.ip}:2379", f"--listen-peer-urls=https://{node.ip}:2380",
+            f"--initial-advertise-peer-urls=https://{node.ip}:2380", f"--initial-cluster={peers}",
+            "--initial-cluster-state=new", "--initial-cluster-token=vmkube",
+            f"--cert-file={p}/etcd/server.crt", f"--key-file={p}/etcd/server.key",
+            f"--trusted-ca-file={p}/etcd/ca.crt", "--client-cert-auth=true",
+            f"--peer-cert-file={p}/etcd/peer.crt", f"--peer-key-file={p}/etcd/peer.key",
+            f"--peer-trusted-ca-file={p}/etcd/ca.crt", "--peer-client-cert-auth=true"]
+    etcd_servers = ",".join(f"https://{n.ip}:2379" for n in plan.control_planes)
+    apiserver = [f"{BIN_DIR}/kube-apiserver", f"--advertise-address={node.ip}", "--allow-privileged=true",
+                 "--authorization-mode=Node,RBAC", f"--client-ca-file={p}/ca.crt",
+                 "--enable-admission-plugins=NodeRestriction", f"--etcd-servers={etcd_servers}",
+                 f"--etcd-cafile={p}/etcd/ca.crt", f"--etcd-certfile={p}/apiserver-etcd-client.crt",
+                 f"--etcd-keyfile={p}/apiserver-etcd-client.key",
+                 f"--kubelet-client-certificate={p}/apiserver-kubelet-client.crt",
+                 f"--kubelet-client-key={p}/apiserver-kubelet-client.key",
+                 "--kubelet-preferred-address-types=InternalIP,Hostname",
+                 f"--proxy-client-cert-file={p}/front-proxy-client.crt",
+                 f"--proxy-client-key-file={p}/front-proxy-client.key",
+                 f"--requestheader-client-ca-file={p}/front-proxy-ca.crt",
+                 "--requestheader-allowed-names=front-proxy-client",
+                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                 "--requestheader-group-headers=X-Remote-Group", "--requestheader-username-headers=X-Remote-User",
+                 f"--secure-port={API_PORT}",
+                 f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+                 f"--service-account-key-file={p}/sa.pub", f"--service-account-signing-key-file={p}/sa.key",
+                 f"--service-cluster-ip-range={plan.service_cidr}",
+                 f"--tls-cert-file={p}/apiserver.crt", f"--tls-private-key-file={p}/apiserver.key"]
+    cm = [f"{BIN_DIR}/kube-controller-manager", "--kubeconfig=/etc/kubernetes/controller-manager.conf",
+          "--authentication-kubeconfig=/etc/kubernetes/controller-manager.conf",
+          "--authorization-kubeconfig=/etc/kubernetes/controller-manager.conf", "--bind-address=127.0.0.1",
+          f"--client-ca-file={p}/ca.crt", f"--cluster-cidr={plan.pod_cidr}", "--allocate-node-cidrs=false",
+          f"--cluster-signing-cert-file={p}/ca.crt", f"--cluster-signing-key-file={p}/ca.key",
+          f"--requestheader-client-ca-file={p}/front-proxy-ca.crt", f"--root-ca-file={p}/ca.crt",
+          f"--service-account-private-key-file={p}/sa.key", f"--service-cluster-ip-range={plan.service_cidr}",
+          "--use-service-account-credentials=true", "--leader-elect=true"]
+    scheduler = [f"{BIN_DIR}/kube-scheduler", "--kubeconfig=/etc/kubernetes/scheduler.conf",
+                 "--authentication-kubeconfig=/etc/kubernetes/scheduler.conf",
+                 "--authorization-kubeconfig=/etc/kubernetes/scheduler.conf", "--bind-address=127.0.0.1",
+                 "--leader-elect=true"]
+    files += [
+        _text("/etc/systemd/system/etcd.service", _unit("etcd", etcd)),
+        _text("/etc/systemd/system/kube-apiserver.service", _unit("Kubernetes API server", apiserver,
+                                                                  after="etcd.service")),
+        _text("/etc/systemd/system/kube-controller-manager.service",
+              _unit("Kubernetes controller manager", cm, after="kube-apiserver.service")),
+        _text("/etc/systemd/system/kube-scheduler.service",
+              _unit("Kubernetes scheduler", scheduler, after="kube-apiserver.service")),
+    ]
+    return files
+
+
+def node_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.CertKey], pause_tar: bytes) -> list[FileSpec]:
+    server = plan.api_server
+    kubelet_config = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
+                           "x509": {"clientCAFile": f"{PKI_DIR}/ca.crt"}},
+        "authorization": {"mode": "Webhook"},
+        "cgroupDriver": "systemd", "clusterDomain": CLUSTER_DOMAIN,
+        "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
+        "tlsCertFile": "/var/lib/kubelet/pki/kubelet.crt", "tlsPrivateKeyFile": "/var/lib/kubelet/pki/kubelet.key",
+        "podCIDR": node.pod_cidr, "failSwapOn": True, "rotateCertificates": False, "serverTLSBootstrap": False,
+        "registerWithTaints": [_taint(t) for t in node.taints],
+    }
+    proxy_config = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": "/etc/kubernetes/kube-proxy.conf"},
+        "mode": "iptables", "clusterCIDR": plan.pod_cidr,
+    }
+    cni = {
+        "cniVersion": "1.0.0", "name": "vmkube",
+        "plugins": [
+            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True, "hairpinMode": True,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": node.pod_cidr}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+    # Pods on other nodes are reached through those nodes: one route per remote pod range.
+    routes = [f"/sbin/ip route replace {n.pod_cidr} via {n.ip}" for n in plan.nodes if n.name != node.name]
+    route_unit = _unit("routes to the other nodes' pod ranges",
+                       ["/bin/sh -c " + json.dumps("; ".join(routes) or "true")], kind="oneshot")
+    kubelet = [f"{BIN_DIR}/kubelet", "--config=/var/lib/kubelet/config.yaml",
+               "--kubeconfig=/etc/kubernetes/kubelet.conf", f"--node-ip={node.ip}",
+               f"--hostname-override={node.name}"]
+    labels = {k: v for k, v in node.labels.items() if not _restricted_label(k)}
+    if labels:
+        kubelet.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
+    containerd = (
+        "version = 2\n\n"
+        '[plugins."io.containerd.grpc.v1.cri"]\n'
+        f'  sandbox_image = "{PAUSE_IMAGE}"\n'
+        '[plugins."io.containerd.grpc.v1.cri".cni]\n'
+        '  bin_dir = "/usr/lib/cni"\n  conf_dir = "/etc/cni/net.d"\n'
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n'
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n'
+    )
+    return [
+        _text(f"{PKI_DIR}/ca.crt", certs["cluster-ca"].cert),
+        *_pair(certs, f"kubelet-{node.name}", "/var/lib/kubelet/pki/kubelet"),
+        _text("/etc/kubernetes/kubelet.conf",
+              pki.kubeconfig(plan.cluster, server, certs["cluster-ca"].cert, f"system:node:{node.name}",
+                             certs[f"kubelet-{node.name}"]), 0o600),
+        _text("/etc/kubernetes/kube-proxy.conf",
+              _kubeconfig(plan, certs, "kube-proxy", "system:kube-proxy", server), 0o600),
+        _text("/var/lib/kubelet/config.yaml", yaml.safe_dump(kubelet_config, sort_keys=False)),
+        _text("/var/lib/kube-proxy/config.yaml", yaml.safe_dump(proxy_config, sort_keys=False)),
+        _text("/etc/cni/net.d/10-vmkube.conflist", json.dumps(cni, indent=2)),
+        _text("/etc/containerd/config.toml", containerd),
+        _text("/etc/sysctl.d/90-vmkube.conf",
+              "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\n"),
+        _text("/etc/modules-load.d/vmkube.conf", "br_netfilter\noverlay\n"),
+        FileSpec(PAUSE_TAR, pause_tar),
+        _text("/etc/systemd/system/vmkube-routes.service", route_unit),
+        _text("/etc/systemd/system/kubelet.service", _unit("Kubernetes node agent", kubelet,
+                                                           after="containerd.service")),
+        _text("/etc/systemd/system/kube-proxy.service",
+              _unit("Kubernetes service proxy", [f"{BIN_DIR}/kube-proxy", "--config=/var/lib/kube-proxy/config.yaml",
+                                                 f"--hostname-override={node.name}"])),
+    ]
+
+
+def _taint(text: str) -> dict[str, str]:
+    head, _, effect = text.rpartition(":")
+    key, _, value = head.partition("=")
+    return {"key": key, "value": value, "effect": effect}
+
+
+def _restricted_label(key: str) -> bool:
+    """The NodeRestriction admission plugin refuses these from kubelets; vmkube sets them as admin."""
+    prefix = key.split("/", 1)[0] if "/" in key else ""
+    return prefix.endswith(("kubernetes.io", "k8s.io")) and not prefix.startswith(("kubelet.", "node.kubernetes.io"))

@@ -1,0 +1,238 @@
+"""Bootstrap: turn reachable VMs into a Kubernetes cluster, phase by phase.
+
+Each phase reads facts first and does only what is missing, so a second run
+over a converged cluster runs no mutating command (Session.mutations counts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from infra import pki
+from infra.errors import VmkubeError
+from infra.files import FileSpec, ensure_files
+from infra.phases import Node, run_phases
+from infra.preflight import BOOTSTRAPPED_MARKER, Preflight
+
+from . import render
+from .plan import Plan
+
+log = logging.getLogger("vmkube.bootstrap")
+CONTROL_PLANE_BINARIES = ("etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                          "kubectl", "kubelet", "kube-proxy")
+WORKER_BINARIES = ("kubelet", "kube-proxy")
+READY_TIMEOUT = 900.0
+KUBECTL = f"{render.BIN_DIR}/kubectl --kubeconfig /etc/kubernetes/admin.conf"
+
+# Which changed paths make which service restart.
+UNIT_INPUTS = {
+    "vmkube-routes": ("/etc/systemd/system/vmkube-routes.service",),
+    "containerd": ("/etc/containerd/",),
+    "etcd": ("/etc/systemd/system/etcd.service", "/etc/kubernetes/pki/etcd/", "/usr/local/bin/etcd"),
+    "kube-apiserver": ("/etc/systemd/system/kube-apiserver.service", "/etc/kubernetes/pki/",
+                       "/usr/local/bin/kube-apiserver"),
+    "kube-controller-manager": ("/etc/systemd/system/kube-controller-manager.service",
+                                "/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/pki/ca.",
+                                "/etc/kubernetes/pki/sa.", "/usr/local/bin/kube-controller-manager"),
+    "kube-scheduler": ("/etc/systemd/system/kube-scheduler.service", "/etc/kubernetes/scheduler.conf",
+                       "/usr/local/bin/kube-scheduler"),
+    "kubelet": ("/etc/systemd/system/kubelet.service", "/var/lib/kubelet/", "/etc/kubernetes/kubelet.conf",
+                "/etc/kubernetes/pki/ca.crt", "/usr/local/bin/kubelet"),
+    "kube-proxy": ("/etc/systemd/system/kube-proxy.service", "/var/lib/kube-proxy/",
+                   "/etc/kubernetes/kube-proxy.conf", "/usr/local/bin/kube-proxy"),
+}
+
+
+@dataclass
+class Inputs:
+    plan: Plan
+    certs: Mapping[str, pki.CertKey]
+    binaries: Mapping[str, Path]  # binary name -> local file
+    pause_tar: bytes
+    changed: dict[str, list[str]] = field(default_factory=dict)  # node -> paths changed this run
+    _binary_files: dict[str, FileSpec] = field(default_factory=dict)
+
+    def binary(self, name: str) -> FileSpec:
+        """Read and hashed once per run, shared by every node."""
+        if name not in self._binary_files:
+            self._binary_files[name] = FileSpec(f"{render.BIN_DIR}/{name}", self.binaries[name].read_bytes(), 0o755)
+        return self._binary_files[name]
+
+    def files_for(self, node: Node) -> list[FileSpec]:
+        plan_node = self.plan.node(node.name)
+        files = render.node_files(self.plan, plan_node, self.certs, self.pause_tar)
+        if node.role == "control-plane":
+            files = render.control_plane_files(self.plan, plan_node, self.certs) + files
+        names = CONTROL_PLANE_BINARIES if node.role == "control-plane" else WORKER_BINARIES
+        return files + [self.binary(b) for b in names]
+
+
+class BootstrapError(VmkubeError):
+    pass
+
+
+@dataclass
+class Configure:
+    inputs: Inputs
+    title: str = "install binaries, certificates and configuration"
+
+    def applies(self, node: Node) -> bool:
+        return True
+
+    def run(self, node: Node) -> None:
+        changed = ensure_files(node.session, self.inputs.files_for(node))
+        self.inputs.changed[node.name] = changed
+        if changed:
+            log.info("%s: %d file(s) changed", node.name, len(changed))
+        if any(p.startswith(("/etc/sysctl.d/", "/etc/modules-load.d/")) for p in changed):
+            node.session.run("modprobe br_netfilter && modprobe overlay && sysctl --system >/dev/null",
+                             sudo=True, change=True)
+
+
+@dataclass
+class SandboxImage:
+    title: str = "import the pod sandbox image"
+
+    def applies(self, node: Node) -> bool:
+        return True
+
+    def run(self, node: Node) -> None:
+        listed = node.session.run(f"ctr -n k8s.io images ls -q name=={render.PAUSE_IMAGE} 2>/dev/null || true",
+                                  sudo=True).stdout.split()
+        if render.PAUSE_IMAGE not in listed:
+            node.session.run(["systemctl", "start", "containerd"], sudo=True, change=True)
+            node.session.run(["ctr", "-n", "k8s.io", "images", "import", render.PAUSE_TAR], sudo=True, change=True)
+
+
+@dataclass
+class Services:
+    inputs: Inputs
+    units: tuple[str, ...]
+    control_plane_only: bool
+    title: str = "start services"
+
+    def applies(self, node: Node) -> bool:
+        return node.role == "control-plane" or not self.control_plane_only
+
+    def run(self, node: Node) -> None:
+        units = self.units
+        states = node.session.run(
+            "for u in " + " ".join(units) + "; do printf '%s %s %s\\n' \"$u\" "
+            "\"$(systemctl is-active \"$u\" 2>/dev/null)\" \"$(systemctl is-enabled \"$u\" 2>/dev/null)\"; done",
+            sudo=True).stdout
+        facts = {line.split()[0]: line.split()[1:] for line in states.splitlines() if line.strip()}
+        changed = self.inputs.changed.get(node.name, [])
+        if any(p.startswith("/etc/systemd/system/") for p in changed):
+            node.session.run(["systemctl", "daemon-reload"], sudo=True, change=True)
+        for unit in units:
+            active, enabled = (facts.get(unit, ["unknown", "unknown"]) + ["unknown"])[:2]
+            touched = any(p.startswith(prefix) for p in changed for prefix in UNIT_INPUTS[unit])
+            if enabled != "enabled":
+                node.session.run(["systemctl", "enable", unit], sudo=True, change=True)
+            if active != "active":
+                log.info("%s: starting %s", node.name, unit)
+                node.session.run(["systemctl", "restart", unit], sudo=True, change=True)
+            elif touched:
+                log.info("%s: restarting %s (its configuration changed)", node.name, unit)
+                node.session.run(["systemctl", "restart", unit], sudo=True, change=True)
+
+
+def _kubectl(node: Node, args: str, check: bool = True):
+    return node.session.run(f"{KUBECTL} {args}", sudo=True, check=check, timeout=120)
+
+
+@dataclass
+class ApiReady:
+    title: str = "wait for the API server"
+
+    def applies(self, node: Node) -> bool:
+        return node.role == "control-plane"
+
+    def run(self, node: Node) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            result = _kubectl(node, "get --raw /readyz", check=False)
+            if result.ok and result.stdout.strip() == "ok":
+                return
+            if time.monotonic() > deadline:
+                raise BootstrapError(f"the API server did not become ready within {READY_TIMEOUT:.0f}s: "
+                                     f"{(result.stderr or result.stdout).strip()[-300:]}")
+            time.sleep(5)
+
+
+@dataclass
+class NodesReady:
+    plan: Plan
+    title: str = "wait for every node to be Ready"
+
+    def applies(self, node: Node) -> bool:
+        return node == self.first
+
+    first: Node | None = None
+
+    def run(self, node: Node) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        wanted = {n.name for n in self.plan.nodes}
+        while True:
+            result = _kubectl(node, "get nodes -o json", check=False)
+            ready: dict[str, dict] = {}
+            if result.ok:
+                for item in json.loads(result.stdout)["items"]:
+                    conds = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}
+                    if conds.get("Ready") == "True":
+                        ready[item["metadata"]["name"]] = item
+            if wanted <= set(ready):
+                self._label(node, ready)
+                return
+            if time.monotonic() > deadline:
+                missing = ", ".join(sorted(wanted - set(ready)))
+                raise BootstrapError(f"nodes not Ready within {READY_TIMEOUT:.0f}s: {missing}")
+            time.sleep(5)
+
+    def _label(self, node: Node, items: dict[str, dict]) -> None:
+        """Labels and the control-plane role that kubelets may not set themselves (NodeRestriction)."""
+        for n in self.plan.nodes:
+            want = {k: v for k, v in n.labels.items() if render._restricted_label(k)}
+            if n.role == "control-plane":
+                want["node-role.kubernetes.io/control-plane"] = ""
+            have = items[n.name]["metadata"].get("labels", {})
+            missing = {k: v for k, v in want.items() if have.get(k) != v}
+            if missing:
+                pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(missing.items()))
+                _kubectl(node, f"label node {shlex.quote(n.name)} --overwrite {pairs}")
+                node.session.mutations += 1
+
+
+@dataclass
+class Mark:
+    title: str = "mark nodes bootstrapped"
+
+    def applies(self, node: Node) -> bool:
+        return True
+
+    def run(self, node: Node) -> None:
+        if not node.session.run(["test", "-e", BOOTSTRAPPED_MARKER], check=False).ok:
+            node.session.run(["sh", "-c", f"mkdir -p /var/lib/vmkube && touch {BOOTSTRAPPED_MARKER}"],
+                             sudo=True, change=True)
+
+
+def bootstrap(nodes: list[Node], inputs: Inputs, memory_mb: Mapping[str, int]) -> None:
+    cps = [n for n in nodes if n.role == "control-plane"]
+    ready = NodesReady(inputs.plan, first=cps[0])
+    run_phases(nodes, [
+        Preflight(memory_mb=dict(memory_mb)),
+        Configure(inputs),
+        SandboxImage(),
+        Services(inputs, ("vmkube-routes", "containerd"), control_plane_only=False, title="start node services"),
+        Services(inputs, render.CONTROL_PLANE_UNITS, control_plane_only=True, title="start the control plane"),
+        ApiReady(),
+        Services(inputs, ("kubelet", "kube-proxy"), control_plane_only=False, title="start kubelets"),
+        ready,
+        Mark(),
+    ])

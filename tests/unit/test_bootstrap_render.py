@@ -1,0 +1,106 @@
+"""Bootstrap as data: the plan, pod ranges, the certificates it wants, the files
+each node gets, and the sandbox image tarball."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import yaml
+
+from infra import oci, pki
+from infra.bootstrap import render
+from infra.bootstrap.plan import CAS, Plan, PlanNode, allocate_pod_cidrs, wanted_certs
+
+PLAN = Plan("dev", "1.34.4", "10.244.0.0/16", "10.96.0.0/12", (
+    PlanNode("dev-cp-1", "control-plane", "192.168.122.10", "10.244.0.0/24",
+             taints=("node-role.kubernetes.io/control-plane:NoSchedule",)),
+    PlanNode("dev-w-1", "worker", "192.168.122.11", "10.244.1.0/24",
+             labels={"tier": "general", "node-role.kubernetes.io/worker": ""}),
+))
+
+
+def certs():
+    out = pki.ensure({}, wanted_certs(PLAN), CAS)
+    out["service-account"] = pki.service_account_key()
+    return out
+
+
+def by_path(files):
+    return {f.path: f for f in files}
+
+
+def test_pod_ranges_are_kept_and_new_nodes_take_the_lowest_free_one():
+    first = allocate_pod_cidrs("10.244.0.0/16", ["a", "b", "c"], {})
+    assert first == {"a": "10.244.0.0/24", "b": "10.244.1.0/24", "c": "10.244.2.0/24"}
+    later = allocate_pod_cidrs("10.244.0.0/16", ["a", "c", "d"], {"a": first["a"], "c": first["c"]})
+    assert later == {"a": "10.244.0.0/24", "c": "10.244.2.0/24", "d": "10.244.1.0/24"}
+
+
+def test_plan_addresses():
+    assert PLAN.api_server == "https://192.168.122.10:6443"
+    assert PLAN.service_ip == "10.96.0.1"
+    assert [n.name for n in PLAN.control_planes] == ["dev-cp-1"]
+
+
+def test_wanted_certificates_cover_every_component_and_node():
+    want = wanted_certs(PLAN)
+    assert {"apiserver", "admin", "kube-proxy", "etcd-server-dev-cp-1", "kubelet-dev-w-1"} <= set(want)
+    assert "etcd-server-dev-w-1" not in want
+    ca, api = want["apiserver"]
+    assert ca == "cluster-ca" and "192.168.122.10" in api.ips and "10.96.0.1" in api.ips
+    assert want["kubelet-dev-w-1"][1].cn == "system:node:dev-w-1"
+
+
+def test_control_plane_files_wire_the_components_together():
+    c = certs()
+    files = by_path(render.control_plane_files(PLAN, PLAN.nodes[0], c))
+    api = files["/etc/systemd/system/kube-apiserver.service"].content.decode()
+    assert "--etcd-servers=https://192.168.122.10:2379" in api
+    assert "--service-cluster-ip-range=10.96.0.0/12" in api and "--authorization-mode=Node,RBAC" in api
+    etcd = files["/etc/systemd/system/etcd.service"].content.decode()
+    assert "--initial-cluster=dev-cp-1=https://192.168.122.10:2380" in etcd
+    assert files["/etc/kubernetes/pki/ca.key"].mode == 0o600
+    admin = yaml.safe_load(files["/etc/kubernetes/admin.conf"].content)
+    assert admin["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+
+
+def test_node_files_carry_the_pod_range_routes_and_allowed_labels_only():
+    files = by_path(render.node_files(PLAN, PLAN.nodes[1], certs(), b"tar"))
+    kubelet = yaml.safe_load(files["/var/lib/kubelet/config.yaml"].content)
+    assert kubelet["podCIDR"] == "10.244.1.0/24" and kubelet["cgroupDriver"] == "systemd"
+    cni = json.loads(files["/etc/cni/net.d/10-vmkube.conflist"].content)
+    assert cni["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    routes = files["/etc/systemd/system/vmkube-routes.service"].content.decode()
+    assert "ip route replace 10.244.0.0/24 via 192.168.122.10" in routes and "10.244.1.0/24" not in routes
+    unit = files["/etc/systemd/system/kubelet.service"].content.decode()
+    assert "--node-labels=tier=general" in unit and "node-role" not in unit
+    assert "--node-ip=192.168.122.11" in unit
+    kubeconfig = yaml.safe_load(files["/etc/kubernetes/kubelet.conf"].content)
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://192.168.122.10:6443"
+    assert 'sandbox_image = "vmkube.local/pause:3.10"' in files["/etc/containerd/config.toml"].content.decode()
+
+
+def test_control_plane_taint_is_registered_by_the_kubelet():
+    files = by_path(render.node_files(PLAN, PLAN.nodes[0], certs(), b"tar"))
+    kubelet = yaml.safe_load(files["/var/lib/kubelet/config.yaml"].content)
+    assert kubelet["registerWithTaints"] == [{"key": "node-role.kubernetes.io/control-plane", "value": "",
+                                              "effect": "NoSchedule"}]
+
+
+def test_image_tarball_is_a_loadable_docker_archive():
+    data = oci.image_tar("vmkube.local/pause:3.10", {"pause": (b"\x7fELF...", 0o755)}, ["/pause"])
+    assert data == oci.image_tar("vmkube.local/pause:3.10", {"pause": (b"\x7fELF...", 0o755)}, ["/pause"])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+        [entry] = manifest
+        assert entry["RepoTags"] == ["vmkube.local/pause:3.10"]
+        config = json.load(tar.extractfile(entry["Config"]))
+        layer = tar.extractfile(entry["Layers"][0]).read()
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer).hexdigest()]
+    assert config["config"]["Entrypoint"] == ["/pause"]
+    with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
+        member = inner.getmember("pause")
+        assert member.mode == 0o755 and inner.extractfile(member).read() == b"\x7fELF..."

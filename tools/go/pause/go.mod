@@ -1,0 +1,3 @@
+module vmkube/tools/pause
+
+go 1.24.0
