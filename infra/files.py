@@ -44,8 +44,7 @@ def ensure_files(session: Session, files: Iterable[FileSpec]) -> list[str]:
     files = list(files)
     state = remote_state(session, [f.path for f in files])
     changed = [f for f in files if state.get(f.path) != (f.digest, f.mode)]
-    for f in changed:
-        session.put(f.content, f.path, mode=f.mode, sudo=True)
+    session.put_many([(f.content, f.path, f.mode) for f in changed], sudo=True)
     return [f.path for f in changed]
 
 

@@ -240,23 +240,38 @@ class Session:
         return result
 
     def put(self, data: bytes, path: str, *, mode: int = 0o644, sudo: bool = False) -> None:
-        """Uploads bytes over SFTP to a temporary file, checks its sha256 on the
-        node, then moves it into place with the mode; a corrupt copy never lands."""
-        digest = hashlib.sha256(data).hexdigest()
-        tmp = f"/tmp/.vmkube-upload-{digest[:16]}"
-        self.mutations += 1
+        """Uploads bytes to path: see put_many."""
+        self.put_many([(data, path, mode)], sudo=sudo)
+
+    def put_many(self, files: Sequence[tuple[bytes, str, int]], *, sudo: bool = False) -> None:
+        """Uploads (bytes, path, mode) items over one SFTP session to temporary
+        files, then, in one command, checks every sha256 on the node and moves
+        each into place with its mode. A corrupt copy never lands anywhere."""
+        if not files:
+            return
+        staged = []
         client = self.connect()._client
         try:
             with client.open_sftp() as sftp:
-                sftp.putfo(io.BytesIO(data), tmp, confirm=True)
+                for data, path, mode in files:
+                    digest = hashlib.sha256(data).hexdigest()
+                    tmp = f"/tmp/.vmkube-upload-{digest[:24]}"
+                    sftp.putfo(io.BytesIO(data), tmp, confirm=True)
+                    staged.append((digest, tmp, path, mode))
         except (paramiko.SSHException, OSError) as exc:
-            raise SshError(self.node, f"upload to {path} failed: {self.redact(str(exc))}") from None
-        seen = self.run(["sha256sum", tmp]).stdout.split()[0]
-        if seen != digest:
-            self.run(["rm", "-f", tmp])
-            raise SshError(self.node, f"upload to {path} corrupted: sha256 {seen}, expected {digest}")
-        self.run(["install", "-m", f"{mode:o}", "-D", tmp, path], sudo=sudo)
-        self.run(["rm", "-f", tmp])
+            raise SshError(self.node, f"upload of {len(files)} file(s) failed: {self.redact(str(exc))}") from None
+        self.mutations += len(files)
+        steps = []
+        for digest, tmp, path, mode in staged:
+            q_tmp, q_path = shlex.quote(tmp), shlex.quote(path)
+            steps.append(f'seen=$(sha256sum {q_tmp} | cut -d" " -f1); if [ "$seen" != {digest} ]; then '
+                         f'rm -f {q_tmp}; echo "upload to {path} corrupted: sha256 $seen, expected {digest}" >&2; '
+                         f'exit 3; fi; install -m {mode:o} -D {q_tmp} {q_path} && rm -f {q_tmp}')
+        result = self.run(" && ".join(f"( {s} )" for s in steps), sudo=sudo, check=False)
+        if not result.ok:
+            detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.code}"
+            self.run("rm -f " + " ".join(shlex.quote(t) for _d, t, _p, _m in staged), check=False)
+            raise SshError(self.node, detail)
 
 
 def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
