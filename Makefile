@@ -4,7 +4,7 @@
 #   make destroy STACK=local   remove everything the stack created
 #   make test                  everything CI runs
 #   make bench                 benchmarks; the table also goes to bench/latest.md
-#   make toolchain             build the offline toolchain (pulumi, language host, vcsim)
+#   make toolchain             build the offline toolchain (pulumi, language host, vcsim, Kubernetes, etcd)
 #   make image                 build the libvirt node image (Debian 12, from Debian packages)
 #   make host                  install and start what the libvirt backend needs on this machine
 STACK ?= local
@@ -23,6 +23,7 @@ venv: host
 
 toolchain:
 	@tools/build >/dev/null
+	@tools/build kubernetes etcd pause
 
 image: host
 	@tools/build-image >/dev/null
@@ -32,6 +33,10 @@ stack: venv toolchain
 
 up: $(LOCAL) stack
 	$(PULUMI) up --yes --refresh --stack $(STACK)
+	@echo
+	@echo "Use the cluster:"
+	@echo "  tools/pulumi stack output --stack $(STACK) --show-secrets kubeconfig > kubeconfig-$(STACK)"
+	@echo "  kubectl --kubeconfig kubeconfig-$(STACK) get nodes    # kubectl: $$(tools/build --tool-dir kubernetes)/kubectl"
 
 preview: $(LOCAL) stack
 	$(PULUMI) preview --diff --stack $(STACK)

@@ -11,3 +11,5 @@ pulumi.export("hypervisor", args.spec.hypervisor)
 pulumi.export("nodes", cluster.nodes)
 pulumi.export("sshPublicKey", cluster.ssh_public_key)
 pulumi.export("hostKeys", cluster.host_public_keys)
+if cluster.kubeconfig is not None:
+    pulumi.export("kubeconfig", cluster.kubeconfig)

@@ -126,6 +126,7 @@ class BinariesSpec:
 
 @dataclass(frozen=True)
 class KubernetesSpec:
+    install: bool = True  # False: provision the VMs only
     version: str = "1.34.4"
     pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
     service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
@@ -353,6 +354,7 @@ def _valid_base64(text: str) -> bool:
 def _kubernetes(top: Fields) -> KubernetesSpec | None:
     f = top.obj("kubernetes") or Fields({}, top.key("kubernetes"), top.problems)
     d = KubernetesSpec()
+    install = f.boolean("install", d.install)
     version = f.string("version", d.version, pattern=_VERSION, rule="must be a release like 1.34.4")
     if version and not version.startswith("1."):
         f.fail("version", f"must be a Kubernetes 1.x release (got {version!r})")
@@ -362,9 +364,9 @@ def _kubernetes(top: Fields) -> KubernetesSpec | None:
         f.fail("serviceCidr", f"overlaps vmkube:kubernetes.podCidr ({svc} and {pod})")
     binaries = _binaries(f)
     f.done()
-    if None in (version, pod, svc, binaries):
+    if None in (install, version, pod, svc, binaries):
         return None
-    return KubernetesSpec(version=version, pod_cidr=pod, service_cidr=svc, binaries=binaries)
+    return KubernetesSpec(install=install, version=version, pod_cidr=pod, service_cidr=svc, binaries=binaries)
 
 
 def _binaries(parent: Fields) -> BinariesSpec | None:
@@ -382,6 +384,8 @@ def _binaries(parent: Fields) -> BinariesSpec | None:
     if url and not re.match(r"^https?://", url):
         f.fail("url", f"must be an http(s) URL (got {url!r})")
     if url:
+        f.fail("url", "downloading the binaries on the nodes is not available yet; use binaries.dir "
+                      "(uploaded from this machine) or leave binaries out (the toolchain's build)")
         missing = [b for b in KUBE_BINARIES if b not in (f.raw.get("sha256") or {})]
         if missing:
             f.fail("sha256", f"needs a digest for every binary fetched from url; missing: {', '.join(missing)}")

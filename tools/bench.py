@@ -135,7 +135,7 @@ def vcsim_rows() -> list[Row]:
                        "vsphere": {"server": sim.server, "user": USER, "datacenter": "DC0", "cluster": "DC0_C0",
                                    "datastore": "LocalDS_0", "network": "VM Network", "template": TEMPLATE,
                                    "caFile": str(ca.ca_path)},
-                       "controlPlane": {"count": 1},
+                       "controlPlane": {"count": 1}, "kubernetes": {"install": False},
                        "workerPools": [{"name": "w", "count": n - 1}] if n > 1 else []}
                 stack = ws.stack(f"vc{n}", config=cfg, secrets={"vsphere.password": PASSWORD})
                 start = time.perf_counter()
@@ -172,7 +172,7 @@ def libvirt_rows() -> list[Row]:
     for n in (1, 3):
         ws = Workspace()
         prefix = f"bench{n}"
-        cfg = {"name": prefix, "hypervisor": "libvirt",
+        cfg = {"name": prefix, "hypervisor": "libvirt", "kubernetes": {"install": False},
                "controlPlane": {"count": 1, "cpus": 1, "memoryMb": 1536, "diskGb": 6},
                "workerPools": [{"name": "w", "count": n - 1, "cpus": 1, "memoryMb": 1024, "diskGb": 6}] if n > 1 else []}
         stack = ws.stack(f"lv{n}", config=cfg, secrets={"ssh.privateKey": key.private_openssh})

@@ -70,7 +70,8 @@ class Inputs:
         if node.role == "control-plane":
             files = render.control_plane_files(self.plan, plan_node, self.certs) + files
         names = CONTROL_PLANE_BINARIES if node.role == "control-plane" else WORKER_BINARIES
-        return files + [self.binary(b) for b in names]
+        unique = {f.path: f for f in files + [self.binary(b) for b in names]}
+        return list(unique.values())
 
 
 class BootstrapError(VmkubeError):
@@ -220,6 +221,19 @@ class Mark:
         if not node.session.run(["test", "-e", BOOTSTRAPPED_MARKER], check=False).ok:
             node.session.run(["sh", "-c", f"mkdir -p /var/lib/vmkube && touch {BOOTSTRAPPED_MARKER}"],
                              sudo=True, change=True)
+
+
+def node_report(control_plane: Node) -> list[dict]:
+    """What the API server says about each node: readiness, kubelet version, address."""
+    items = json.loads(_kubectl(control_plane, "get nodes -o json").stdout)["items"]
+    out = []
+    for item in items:
+        conds = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}
+        addresses = {a["type"]: a["address"] for a in item["status"].get("addresses", [])}
+        out.append({"name": item["metadata"]["name"], "ready": conds.get("Ready") == "True",
+                    "kubeletVersion": item["status"]["nodeInfo"]["kubeletVersion"],
+                    "ip": addresses.get("InternalIP", "")})
+    return sorted(out, key=lambda n: n["name"])
 
 
 def bootstrap(nodes: list[Node], inputs: Inputs, memory_mb: Mapping[str, int]) -> None:

@@ -3,7 +3,7 @@ under each NodePool the VmPool resource holding its VMs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
@@ -11,6 +11,7 @@ import pulumi
 from infra.config import ClusterSpec, MachineSpec, NodeSpec
 from infra.sshkeys import public_from_private
 
+from .bootstrap import Bootstrap
 from .keys import SshKey
 from .vmpool import VmPool
 
@@ -27,6 +28,7 @@ class ClusterArgs:
     spec: ClusterSpec
     hypervisor: dict[str, Any]  # connection settings (infra.hypervisors.connect.settings_for)
     image: str                  # template or base image the nodes boot from
+    binaries: dict[str, Any] = field(default_factory=dict)  # where node binaries come from ({} without install)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,12 @@ def _merge(planned: list[dict[str, Any]], vms: list[dict[str, Any]] | None) -> l
     seen = {vm["name"]: vm for vm in vms or []}
     return [{**node, **{k: seen.get(node["name"], {}).get(k, "") for k in ("ip", "mac", "power", "id")}}
             for node in planned]
+
+
+def _with_status(nodes: list[dict[str, Any]], status: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    seen = {s["name"]: s for s in status or []}
+    return [{**n, "ready": seen.get(n["name"], {}).get("ready", False),
+             "kubeletVersion": seen.get(n["name"], {}).get("kubeletVersion", "")} for n in nodes]
 
 
 class Cluster(pulumi.ComponentResource):
@@ -94,4 +102,34 @@ class Cluster(pulumi.ComponentResource):
             lambda groups: [n for group in groups for n in group])
         self.host_public_keys = pulumi.Output.all(*[p.host_public_keys for p in pools]).apply(
             lambda maps: {k: v for m in maps for k, v in (m or {}).items()})
+        self.kubeconfig: pulumi.Output[str] | None = None
+        if spec.kubernetes.install:
+            self.kubernetes = self._bootstrap(name, args, nodes, pools)
+            self.kubeconfig = pulumi.Output.secret(self.kubernetes.kubeconfig)
+            self.nodes = pulumi.Output.all(self.nodes, self.kubernetes.nodeStatus).apply(
+                lambda pair: _with_status(pair[0], pair[1]))
         self.register_outputs({"nodes": self.nodes, "sshPublicKey": self.ssh_public_key})
+
+    def _bootstrap(self, name: str, args: ClusterArgs, nodes: list[NodeSpec], pools: list[NodePool]) -> Bootstrap:
+        spec = args.spec
+        planned = {n.name: n for n in nodes}
+
+        def node_inputs(values: list) -> list[dict[str, Any]]:
+            vms = [vm for group in values[:len(pools)] for vm in (group or [])]
+            keys = {k: v for m in values[len(pools):] for k, v in (m or {}).items()}
+            return [{"name": vm["name"], "role": planned[vm["name"]].role, "ip": vm["ip"],
+                     "hostKey": keys[vm["name"]], "memoryMb": planned[vm["name"]].machine.memory_mb,
+                     "labels": dict(planned[vm["name"]].labels), "taints": list(planned[vm["name"]].taints)}
+                    for vm in vms]
+
+        node_list = pulumi.Output.all(*[p.vms.vms for p in pools], *[p.vms.hostPublicKeys for p in pools]) \
+            .apply(node_inputs)
+        bastion = spec.ssh.bastion
+        ssh = {"user": spec.ssh.user, "port": spec.ssh.port, "privateKey": self.ssh_private_key,
+               "bastion": {"host": bastion.host, "port": bastion.port, "user": bastion.user,
+                           "hostKey": bastion.host_key} if bastion else None}
+        props = {"cluster": spec.name, "version": spec.kubernetes.version,
+                 "podCidr": str(spec.kubernetes.pod_cidr), "serviceCidr": str(spec.kubernetes.service_cidr),
+                 "nodes": node_list, "ssh": ssh, "binaries": args.binaries}
+        return Bootstrap(f"{name}-kubernetes", props,
+                         pulumi.ResourceOptions(parent=self, depends_on=[p.vms for p in pools]))

@@ -12,6 +12,7 @@ from pulumi.runtime import config as runtime_config
 from infra import config
 from infra.errors import ConfigError
 from infra.hypervisors import connect
+from infra import toolchain
 from infra.workloads import list_apps
 
 from .cluster import ClusterArgs
@@ -43,12 +44,22 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def binaries_for(spec: config.ClusterSpec) -> dict[str, Any]:
+    """Where the node binaries come from: the toolchain's build, or the stack's directory."""
+    if not spec.kubernetes.install:
+        return {}
+    source = spec.kubernetes.binaries
+    dirs = [source.dir] if source.source == "dir" else [str(toolchain.tool_dir(t)) for t in ("kubernetes", "etcd")]
+    return {"source": source.source, "dirs": dirs, "pause": str(toolchain.tool_dir("pause"))}
+
+
 def load_cluster_args() -> ClusterArgs:
     """The validated spec and where its VMs go, or a clean failure listing every problem."""
     values, secret = raw_config()
     try:
         spec = config.load(values, stack=pulumi.get_stack(), secret_keys=secret,
                            apps=list_apps(WORKLOADS_DIR))
-        return ClusterArgs(spec=spec, hypervisor=connect.settings_for(spec), image=connect.image_for(spec))
+        return ClusterArgs(spec=spec, hypervisor=connect.settings_for(spec), image=connect.image_for(spec),
+                           binaries=binaries_for(spec))
     except ConfigError as exc:
         raise pulumi.RunError(exc.render()) from None

@@ -10,8 +10,6 @@ no state of its own. It builds its hypervisor connection inside each method.
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Any, Optional
 
 import pulumi
@@ -20,6 +18,8 @@ from pulumi.dynamic import (CheckFailure, CheckResult, CreateResult, DiffResult,
 
 from infra import pool
 from infra.hypervisors import connect
+
+from .progress import show_progress
 
 SIZE_KEYS = ("cpus", "memoryMb", "diskGb")
 
@@ -31,22 +31,11 @@ def _spec(props: dict[str, Any]) -> pool.PoolSpec:
                          ssh_public_key=props["sshPublicKey"], config_path=props.get("configPath", ""))
 
 
-def _show_progress() -> None:
-    """The engine shows a provider's stderr lines in `pulumi up`: send vmkube's log there."""
-    logger = logging.getLogger("vmkube")
-    if not any(getattr(h, "vmkube", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.vmkube = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-
-
 class _Session:
     """One hypervisor connection for the duration of one provider call."""
 
     def __init__(self, props: dict[str, Any]):
-        _show_progress()
+        show_progress()
         self.hv = connect.open_hypervisor(props["hypervisor"])
 
     def __enter__(self):

@@ -24,13 +24,14 @@ class Captured:
         return "\n".join(self.lines)
 
 
-@pytest.mark.parametrize("stack_name,creates", [("local", 7), ("dev", 7), ("prod", 9)])
+@pytest.mark.parametrize("stack_name,creates", [("local", 8), ("dev", 8), ("prod", 10)])
 def test_preview_of_each_example_stack(make_stack, stack_name, creates):
     secrets = EXAMPLE_SECRETS.get(stack_name, {})
     stack = make_stack(stack_name, from_example=stack_name, secrets=secrets)
     out = Captured()
     result = stack.preview(on_output=out)
-    # Stack + Cluster + SshKey + a NodePool and its VmPool for the control plane and each worker pool.
+    # Stack + Cluster + SshKey + a NodePool and its VmPool for the control plane and each worker
+    # pool + the Kubernetes bootstrap.
     assert result.change_summary == {"create": creates}, out.text
     for value in secrets.values():
         assert value not in out.text and value not in result.stdout

@@ -28,6 +28,7 @@ def vsphere_config(sim, **over) -> dict:
                     "caFile": str(sim.ca.ca_path)},
         "controlPlane": {"count": 1, "cpus": 2, "memoryMb": 2048, "diskGb": 20},
         "workerPools": [{"name": "general", "count": 2, "cpus": 2, "memoryMb": 2048, "diskGb": 20}],
+        "kubernetes": {"install": False},  # the VMs' lifecycle only; vcsim VMs run no OS
     }
     cfg.update(over)
     return cfg
@@ -121,6 +122,7 @@ def test_libvirt_lifecycle_on_real_qemu(system_libvirt, node_image, vm_prefix, m
     import libvirt
 
     cfg = {"name": vm_prefix, "hypervisor": "libvirt", "libvirt": {"uri": system_libvirt},
+           "kubernetes": {"install": False},  # the VMs' lifecycle only: tests/e2e bootstraps Kubernetes
            "controlPlane": {"count": 1, "cpus": 1, "memoryMb": 1536, "diskGb": 6},
            "workerPools": [{"name": "w", "count": 1, "cpus": 1, "memoryMb": 1024, "diskGb": 6}]}
     stack = make_stack("lv", config=cfg)

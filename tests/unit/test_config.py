@@ -48,7 +48,7 @@ def test_prod_stack_is_highly_available_with_two_pools():
     assert spec.worker_pools[1].taints == ("dedicated=batch:NoSchedule",)
     assert spec.vsphere.ca_file and not spec.vsphere.insecure
     assert spec.ssh.bastion.user == "ops" and spec.ssh.bastion.port == 22
-    assert spec.kubernetes.binaries.source == "url"
+    assert spec.kubernetes.binaries.source == "dir"
 
 
 def test_defaults_fill_a_minimal_stack():
@@ -166,7 +166,10 @@ INVALID = [
     ("binaries from both url and dir", "local",
      setter("kubernetes.binaries", {"url": "https://m.example", "dir": "/srv/k8s", "sha256": {}}),
      "vmkube:kubernetes.binaries.dir: set url (a mirror) or dir"),
-    ("binaries digest not hex", "prod", setter("kubernetes.binaries.sha256.kubelet", "abc"),
+    ("binaries from url: not available yet", "local",
+     setter("kubernetes.binaries", {"url": "https://m.example/v{version}", "sha256": {}}),
+     "vmkube:kubernetes.binaries.url: downloading the binaries on the nodes is not available yet"),
+    ("binaries digest not hex", "local", setter("kubernetes.binaries", {"url": "https://m", "sha256": {"kubelet": "abc"}}),
      "vmkube:kubernetes.binaries.sha256.kubelet: must be a sha256 hex digest"),
     ("duplicate pool names", "prod", setter("workerPools[1].name", "general"),
      "vmkube:workerPools[1].name: duplicate pool name 'general' (also workerPools[0])"),

@@ -29,6 +29,11 @@ class Recorder(pulumi.runtime.Mocks):
         if args.typ.endswith("vmkube:VmPool"):
             outputs["vms"] = [{"name": n, "ip": f"10.0.0.{i + 10}", "power": "on", "mac": "", "id": n}
                               for i, n in enumerate(args.inputs["names"])]
+            outputs["hostPublicKeys"] = {n: f"ssh-ed25519 AAAA{n}" for n in args.inputs["names"]}
+        if args.typ.endswith("vmkube:Bootstrap"):
+            outputs["kubeconfig"] = "apiVersion: v1"
+            outputs["nodeStatus"] = [{"name": n["name"], "ready": True, "kubeletVersion": "v1.34.4"}
+                                     for n in args.inputs["nodes"]]
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -51,7 +56,8 @@ def args_for(stack: str, **ssh):
         raw.setdefault("ssh", {}).update(ssh)
         secrets.add("ssh")
     spec = config.load(raw, stack=stack, secret_keys=secrets, apps=["hello"])
-    return ClusterArgs(spec=spec, hypervisor=connect.settings_for(spec), image="debian-12-template")
+    return ClusterArgs(spec=spec, hypervisor=connect.settings_for(spec), image="debian-12-template",
+                       binaries={"source": "toolchain", "dirs": ["/k8s"], "pause": "/pause"})
 
 
 @pulumi.runtime.test
