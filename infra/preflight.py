@@ -21,6 +21,8 @@ MEMORY_SLACK = 0.85
 BOOTSTRAPPED_MARKER = "/var/lib/vmkube/bootstrapped"
 
 FACTS_SCRIPT = r"""
+# cloud-init may still be writing users, keys and hostname: let it finish first.
+if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown}"; echo "os_version=${VERSION_ID:-}"
 echo "arch=$(uname -m)"
 echo "mem_mib=$(awk '/^MemTotal:/ {print int($2/1024)}' /proc/meminfo)"
@@ -57,10 +59,13 @@ class Facts:
 
 def gather(node: Node) -> Facts:
     sent = time.time()
-    out = node.session.run(["sh", "-c", FACTS_SCRIPT]).stdout
+    out = node.session.run(["sh", "-c", FACTS_SCRIPT], label="reading facts").stdout
     received = time.time()
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    remote = float(values.get("now", "0") or 0)
+    missing = [k for k in ("arch", "mem_mib", "now") if not values.get(k)]
+    if missing:
+        raise PreflightFailed(f"could not read the node's facts (no {', '.join(missing)} in: {out.strip()[-300:]!r})")
+    remote = float(values["now"])
     # The node read its clock somewhere between send and receive: compare with the middle.
     skew = remote - (sent + received) / 2
     return Facts(

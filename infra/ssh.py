@@ -207,8 +207,9 @@ class Session:
     # -- commands --------------------------------------------------------------
 
     def run(self, command: str | Sequence[str], *, sudo: bool = False, check: bool = True,
-            timeout: float = 600.0, stdin: bytes | None = None, change: bool = False) -> Result:
-        """Runs a command; a list is quoted word by word. Logs it with secrets redacted.
+            timeout: float = 600.0, stdin: bytes | None = None, change: bool = False,
+            label: str = "") -> Result:
+        """Runs a command; a list is quoted word by word. Logs it (or ``label``) with secrets redacted.
 
         ``change`` marks a command that alters the node, so runs can count them.
         """
@@ -218,7 +219,7 @@ class Session:
         if sudo:
             text = f"sudo -n -- sh -c {shlex.quote(text)}"
         shown = self.redact(quote(command))
-        log.info("%s: $ %s", self.node, shown)
+        log.info("%s: %s", self.node, label or f"$ {shown}")
         client = self.connect()._client
         try:
             chan = client.get_transport().open_session(timeout=30)
