@@ -138,3 +138,31 @@ def test_configured_ssh_key_stays_secret_and_its_public_half_is_derived(recorder
 
     return pulumi.Output.all(cluster.ssh_public_key, cluster.ssh_private_key,
                              cluster.ssh_private_key.is_secret()).apply(check)
+
+
+@pulumi.runtime.test
+def test_bootstrap_gets_every_node_with_its_pinned_host_key(recorder):
+    from infra.stack import Cluster
+
+    cluster = Cluster("prod", args_for("prod"))
+
+    def check(args):
+        nodes, kubeconfig_is_secret = args
+        [boot] = [r for r in recorder.resources if r.typ.endswith("vmkube:Bootstrap")]
+        inputs = boot.inputs
+        assert inputs["cluster"] == "prod" and inputs["version"] == "1.34.4"
+        assert inputs["podCidr"] == "10.32.0.0/14" and inputs["serviceCidr"] == "10.96.0.0/16"
+        by_name = {n["name"]: n for n in inputs["nodes"]}
+        assert len(by_name) == 8
+        assert by_name["prod-cp-2"]["role"] == "control-plane"
+        assert by_name["prod-batch-1"]["hostKey"] == "ssh-ed25519 AAAAprod-batch-1"
+        assert by_name["prod-batch-1"]["taints"] == ["dedicated=batch:NoSchedule"]
+        # The private key inside makes the whole ssh input a secret.
+        assert inputs["ssh"][pulumi.runtime.rpc._special_sig_key] == pulumi.runtime.rpc._special_secret_sig
+        ssh = inputs["ssh"]["value"]
+        assert ssh["bastion"]["user"] == "ops" and ssh["privateKey"] == "canned-private"
+        assert kubeconfig_is_secret is True
+        assert all(n["ready"] and n["kubeletVersion"] == "v1.34.4" for n in nodes)
+
+    return pulumi.Output.all(cluster.nodes, cluster.kubeconfig.is_secret(), cluster.kubernetes.urn).apply(
+        lambda a: check(a[:2]))
