@@ -20,9 +20,9 @@ MIN_FREE_DISK_MIB = 2048
 MEMORY_SLACK = 0.85
 BOOTSTRAPPED_MARKER = "/var/lib/vmkube/bootstrapped"
 
-FACTS_SCRIPT = r"""
 # cloud-init may still be writing users, keys and hostname: let it finish first.
-if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
+BOOT_WAIT = "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi"
+FACTS_SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown}"; echo "os_version=${VERSION_ID:-}"
 echo "arch=$(uname -m)"
 echo "mem_mib=$(awk '/^MemTotal:/ {print int($2/1024)}' /proc/meminfo)"
@@ -58,6 +58,8 @@ class Facts:
 
 
 def gather(node: Node) -> Facts:
+    node.session.run(["sh", "-c", BOOT_WAIT], label="waiting for boot to finish")
+    # Timed on its own: the clock is compared with the middle of this command's round trip.
     sent = time.time()
     out = node.session.run(["sh", "-c", FACTS_SCRIPT], label="reading facts").stdout
     received = time.time()
