@@ -188,12 +188,15 @@ class NodesReady:
                     conds = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}
                     if conds.get("Ready") == "True":
                         ready[item["metadata"]["name"]] = item
-            if wanted <= set(ready):
+            # Pods need the namespace's default service account, made by the controller manager.
+            accounts = _kubectl(node, "get serviceaccount default -n default -o name", check=False)
+            if wanted <= set(ready) and accounts.ok:
                 self._label(node, ready)
                 return
             if time.monotonic() > deadline:
-                missing = ", ".join(sorted(wanted - set(ready)))
-                raise BootstrapError(f"nodes not Ready within {READY_TIMEOUT:.0f}s: {missing}")
+                missing = ", ".join(sorted(wanted - set(ready))) or "none"
+                raise BootstrapError(f"cluster not ready within {READY_TIMEOUT:.0f}s: nodes not Ready: {missing}; "
+                                     f"default service account: {'yes' if accounts.ok else 'missing'}")
             time.sleep(5)
 
     def _label(self, node: Node, items: dict[str, dict]) -> None:
