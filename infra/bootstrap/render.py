@@ -98,11 +98,11 @@ def control_plane_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.Cert
           f"--cluster-signing-cert-file={p}/ca.crt", f"--cluster-signing-key-file={p}/ca.key",
           f"--requestheader-client-ca-file={p}/front-proxy-ca.crt", f"--root-ca-file={p}/ca.crt",
           f"--service-account-private-key-file={p}/sa.key", f"--service-cluster-ip-range={plan.service_cidr}",
-          "--use-service-account-credentials=true", "--leader-elect=true"]
+          "--use-service-account-credentials=true", *_leader_election(plan)]
     scheduler = [f"{BIN_DIR}/kube-scheduler", "--kubeconfig=/etc/kubernetes/scheduler.conf",
                  "--authentication-kubeconfig=/etc/kubernetes/scheduler.conf",
                  "--authorization-kubeconfig=/etc/kubernetes/scheduler.conf", "--bind-address=127.0.0.1",
-                 "--leader-elect=true"]
+                 *_leader_election(plan)]
     files += [
         _text("/etc/systemd/system/etcd.service", _unit("etcd", etcd)),
         _text("/etc/systemd/system/kube-apiserver.service", _unit("Kubernetes API server", apiserver,
@@ -113,6 +113,14 @@ def control_plane_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.Cert
               _unit("Kubernetes scheduler", scheduler, after="kube-apiserver.service")),
     ]
     return files
+
+
+def _leader_election(plan: Plan) -> list[str]:
+    """One control plane has no one to elect; with three, leases tolerate slow (emulated) machines."""
+    if len(plan.control_planes) == 1:
+        return ["--leader-elect=false"]
+    return ["--leader-elect=true", "--leader-elect-lease-duration=60s", "--leader-elect-renew-deadline=40s",
+            "--leader-elect-retry-period=5s"]
 
 
 def node_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.CertKey], pause_tar: bytes) -> list[FileSpec]:

@@ -63,6 +63,7 @@ def test_control_plane_files_wire_the_components_together():
     etcd = files["/etc/systemd/system/etcd.service"].content.decode()
     assert "--initial-cluster=dev-cp-1=https://192.168.122.10:2380" in etcd
     assert files["/etc/kubernetes/pki/ca.key"].mode == 0o600
+    assert "--leader-elect=false" in files["/etc/systemd/system/kube-controller-manager.service"].content.decode()
     admin = yaml.safe_load(files["/etc/kubernetes/admin.conf"].content)
     assert admin["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
 
