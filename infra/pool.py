@@ -107,7 +107,8 @@ def converge(hv: Hypervisor, spec: PoolSpec, keys: Mapping[str, KeyPair] | None 
                 log.info("%s: resizing VM to %d CPU, %d MiB, %d GB (power cycle)", name,
                          spec.cpus, spec.memory_mb, spec.disk_gb)
                 hv.resize(name, spec.cpus, spec.memory_mb, spec.disk_gb)
-            if hv.find(name).power != "on":
+            # resize puts the power state back as it found it: the first read still holds.
+            if vm.power != "on":
                 log.info("%s: powering on", name)
                 hv.power_on(name)
         ip = hv.wait_ip(name, ip_timeout)

@@ -157,7 +157,7 @@ def node_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.CertKey], pau
     kubelet = [f"{BIN_DIR}/kubelet", "--config=/var/lib/kubelet/config.yaml",
                "--kubeconfig=/etc/kubernetes/kubelet.conf", f"--node-ip={node.ip}",
                f"--hostname-override={node.name}"]
-    labels = {k: v for k, v in node.labels.items() if not _restricted_label(k)}
+    labels = {k: v for k, v in node.labels.items() if not restricted_label(k)}
     if labels:
         kubelet.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
     containerd = (
@@ -200,7 +200,7 @@ def _taint(text: str) -> dict[str, str]:
     return {"key": key, "value": value, "effect": effect}
 
 
-def _restricted_label(key: str) -> bool:
+def restricted_label(key: str) -> bool:
     """The NodeRestriction admission plugin refuses these from kubelets; vmkube sets them as admin."""
     prefix = key.split("/", 1)[0] if "/" in key else ""
     return prefix.endswith(("kubernetes.io", "k8s.io")) and not prefix.startswith(("kubelet.", "node.kubernetes.io"))

@@ -202,7 +202,7 @@ class NodesReady:
     def _label(self, node: Node, items: dict[str, dict]) -> None:
         """Labels and the control-plane role that kubelets may not set themselves (NodeRestriction)."""
         for n in self.plan.nodes:
-            want = {k: v for k, v in n.labels.items() if render._restricted_label(k)}
+            want = {k: v for k, v in n.labels.items() if render.restricted_label(k)}
             if n.role == "control-plane":
                 want["node-role.kubernetes.io/control-plane"] = ""
             have = items[n.name]["metadata"].get("labels", {})

@@ -27,7 +27,6 @@ _GONE = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL}
 _HINTS = {
     libvirt.VIR_ERR_NO_STORAGE_POOL: "set vmkube:libvirt.storagePool to an existing pool, or run tools/host-setup",
     libvirt.VIR_ERR_NO_NETWORK: "set vmkube:libvirt.network to an existing network, or run tools/host-setup",
-    libvirt.VIR_ERR_OPERATION_INVALID: "",
 }
 
 

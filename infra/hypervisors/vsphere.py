@@ -351,7 +351,8 @@ class VsphereHypervisor:
 
     def wait_ip(self, name: str, timeout: float) -> str:
         def probe() -> str:
-            return self.find(name).ip if self._vm(name) is not None else ""
+            vm = self.find(name)
+            return vm.ip if vm is not None else ""
         return poll(f"{name}: IP address from VMware Tools", probe, timeout)
 
     @_renewing
