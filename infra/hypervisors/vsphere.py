@@ -216,19 +216,45 @@ class VsphereHypervisor:
     def release(self, image: str) -> None:
         """Templates belong to the vSphere admins: nothing to free."""
 
+    def _info_unless_gone(self, vm: vim.VirtualMachine) -> VMInfo | None:
+        # Another pool may delete its VMs while this one reads: a VM that vanished is not there.
+        try:
+            return self._info(vm)
+        except vmodl.fault.ManagedObjectNotFound:
+            return None
+
     @_renewing
     def find(self, name: str) -> VMInfo | None:
         vm = self._vm(name)
-        return self._info(vm) if vm is not None else None
+        return self._info_unless_gone(vm) if vm is not None else None
+
+    def _owners(self) -> dict[vim.VirtualMachine, str]:
+        """Every VM in the folder with its owner mark, read in one property-collector call so that
+        VMs deleted meanwhile are simply absent instead of failing the read."""
+        view = self.content.viewManager.CreateContainerView(self.folder, [vim.VirtualMachine], True)
+        try:
+            pc = vmodl.query.PropertyCollector
+            spec = pc.FilterSpec(
+                objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[pc.TraversalSpec(
+                    name="view", type=vim.view.ContainerView, path="view", skip=False)])],
+                propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["config.extraConfig"])])
+            owners: dict[vim.VirtualMachine, str] = {}
+            result = self.content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+            while result is not None:
+                for obj in result.objects:
+                    extra = {o.key: str(o.value) for prop in (obj.propSet or []) for o in (prop.val or [])}
+                    owners[obj.obj] = extra.get(OWNER_KEY, "")
+                if not result.token:
+                    break
+                result = self.content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
+            return owners
+        finally:
+            view.Destroy()
 
     @_renewing
     def list_owned(self, owner: str) -> list[VMInfo]:
-        view = self.content.viewManager.CreateContainerView(self.folder, [vim.VirtualMachine], True)
-        try:
-            owned = [vm for vm in view.view if self._extra(vm).get(OWNER_KEY) == owner]
-        finally:
-            view.Destroy()
-        return sorted((self._info(vm) for vm in owned), key=lambda v: v.name)
+        infos = (self._info_unless_gone(vm) for vm, mark in self._owners().items() if mark == owner)
+        return sorted((info for info in infos if info is not None), key=lambda v: v.name)
 
     def _guestinfo(self, req: VMRequest) -> list[vim.option.OptionValue]:
         def b64(text: str) -> str:

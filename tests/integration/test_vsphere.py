@@ -77,6 +77,27 @@ def test_resize_in_place_and_delete_twice(vcsim, guest_agent):
     assert not {"g-1", "g-2"} & set(vcsim.vms())
 
 
+def test_listing_tolerates_a_vm_deleted_while_it_is_read(vcsim, guest_agent):
+    """Pools converge in parallel: one pool's VMs may vanish while another lists its own."""
+    class Racing(VsphereHypervisor):
+        def _owners(self):
+            owners = super()._owners()
+            self.destroy("race-2", OWNER)  # gone after the owner marks were read, before the details
+            return owners
+
+    hv = connect(vcsim)
+    racing = connect(vcsim)
+    racing.__class__ = Racing
+    try:
+        pool.converge(hv, spec(["race-1", "race-2"]), ip_timeout=20)
+        assert [vm.name for vm in racing.list_owned(OWNER)] == ["race-1"]
+        pool.remove_all(hv, OWNER, ["race-1", "race-2"], TEMPLATE)
+    finally:
+        hv.close()
+        racing.close()
+    assert not {"race-1", "race-2"} & set(vcsim.vms())
+
+
 def test_template_change_is_a_new_vm_from_the_new_template(vcsim, guest_agent):
     """The provider replaces the pool on a template change; here: what that does to the hypervisor."""
     si = vcsim.connect()
