@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
+from .binaries import PLACEHOLDERS, placeholders
 from .errors import ConfigError
 from .fields import DNS_LABEL, Fields, Problems
 from .sshkeys import public_from_private
@@ -111,7 +112,7 @@ class SshSpec:
 
 @dataclass(frozen=True)
 class BinariesSpec:
-    url: str = ""  # a mirror laid out like dl.k8s.io, with {version} filled in
+    url: str = ""  # a URL template on a mirror: {version}, {name}, {arch} (infra/binaries.py)
     sha256: Mapping[str, str] = field(default_factory=dict)
     dir: str = ""  # a local directory uploaded to the nodes (air-gapped)
 
@@ -384,8 +385,7 @@ def _binaries(parent: Fields) -> BinariesSpec | None:
     if url and not re.match(r"^https?://", url):
         f.fail("url", f"must be an http(s) URL (got {url!r})")
     if url:
-        f.fail("url", "downloading the binaries on the nodes is not available yet; use binaries.dir "
-                      "(uploaded from this machine) or leave binaries out (the toolchain's build)")
+        _url_template(f, url)
         missing = [b for b in KUBE_BINARIES if b not in (f.raw.get("sha256") or {})]
         if missing:
             f.fail("sha256", f"needs a digest for every binary fetched from url; missing: {', '.join(missing)}")
@@ -393,6 +393,16 @@ def _binaries(parent: Fields) -> BinariesSpec | None:
         f.fail("sha256", "only applies with url")
     f.done()
     return BinariesSpec(url=url or "", sha256=dict(sha), dir=directory or "")
+
+
+def _url_template(f: Fields, url: str) -> None:
+    try:
+        unknown = [p for p in placeholders(url) if p not in PLACEHOLDERS]
+    except ValueError as exc:
+        f.fail("url", f"is not a valid template ({exc}); placeholders look like {{version}}")
+        return
+    if unknown:
+        f.fail("url", f"unknown placeholder {{{unknown[0]}}}; use {', '.join('{%s}' % p for p in PLACEHOLDERS)}")
 
 
 def _machine(f: Fields, default: MachineSpec, min_memory: int) -> MachineSpec:

@@ -41,3 +41,13 @@ class NodesFailed(VmkubeError):
         self.failures = dict(failures)
         lines = [f"  {node}: {why}" for node, why in sorted(self.failures.items())]
         super().__init__(f"{action} failed on {len(failures)} of {total} nodes:\n" + "\n".join(lines))
+
+
+class DownloadError(VmkubeError):
+    """Fetching from a mirror failed; one line per file, each naming its config key and URL."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"could not fetch the Kubernetes binaries ({count} problem{'s' if count != 1 else ''}):"
+        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))

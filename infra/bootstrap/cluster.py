@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from infra import oci, pki
+from infra import binaries, oci, pki
 from infra.phases import Node
 from infra.ssh import Endpoint, Session
 
@@ -24,7 +24,9 @@ BINARIES = ("etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kub
 
 
 def local_binaries(source: Mapping[str, Any]) -> dict[str, Path]:
-    """Binary name -> file on this machine, from the toolchain or a directory."""
+    """Binary name -> file on this machine, from the toolchain, a directory or the mirror's cache."""
+    if source.get("source") == "url":
+        return binaries.fetch(source["urls"], source["sha256"])
     dirs = [Path(d) for d in source.get("dirs", [])]
     out = {}
     for name in BINARIES:

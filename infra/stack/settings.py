@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from infra import config
+from infra import binaries, config
 from infra.errors import ConfigError
 from infra.hypervisors import connect
 from infra import toolchain
@@ -45,12 +45,17 @@ def _decode(value: Any) -> Any:
 
 
 def binaries_for(spec: config.ClusterSpec) -> dict[str, Any]:
-    """Where the node binaries come from: the toolchain's build, or the stack's directory."""
+    """Where the node binaries come from: the toolchain's build, the stack's directory, or a mirror."""
     if not spec.kubernetes.install:
         return {}
     source = spec.kubernetes.binaries
+    pause = str(toolchain.tool_dir("pause"))
+    if source.source == "url":
+        # Only the URLs here: the download happens in the bootstrap, never in a preview.
+        urls = binaries.urls_for(source.url, spec.kubernetes.version, config.KUBE_BINARIES)
+        return {"source": "url", "urls": urls, "sha256": dict(source.sha256), "pause": pause}
     dirs = [source.dir] if source.source == "dir" else [str(toolchain.tool_dir(t)) for t in ("kubernetes", "etcd")]
-    return {"source": source.source, "dirs": dirs, "pause": str(toolchain.tool_dir("pause"))}
+    return {"source": source.source, "dirs": dirs, "pause": pause}
 
 
 def load_cluster_args() -> ClusterArgs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from typing import Any, Callable
 
@@ -48,7 +49,16 @@ def test_prod_stack_is_highly_available_with_two_pools():
     assert spec.worker_pools[1].taints == ("dedicated=batch:NoSchedule",)
     assert spec.vsphere.ca_file and not spec.vsphere.insecure
     assert spec.ssh.bastion.user == "ops" and spec.ssh.bastion.port == 22
-    assert spec.kubernetes.binaries.source == "dir"
+    assert spec.kubernetes.binaries.source == "url"
+    assert set(spec.kubernetes.binaries.sha256) == set(config.KUBE_BINARIES)
+
+
+def test_binaries_from_a_mirror_with_every_digest_are_accepted():
+    digests = {b: hashlib.sha256(b.encode()).hexdigest() for b in config.KUBE_BINARIES}
+    url = "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/{name}"
+    spec = load({"hypervisor": "libvirt", "kubernetes": {"binaries": {"url": url, "sha256": digests}}})
+    assert spec.kubernetes.binaries == config.BinariesSpec(url=url, sha256=digests)
+    assert spec.kubernetes.binaries.source == "url"
 
 
 def test_defaults_fill_a_minimal_stack():
@@ -163,12 +173,22 @@ INVALID = [
      "vmkube:kubernetes.version: must be a release like 1.34.4"),
     ("binaries from url without digests", "local", setter("kubernetes.binaries", {"url": "https://mirror.example/k8s"}),
      "vmkube:kubernetes.binaries.sha256: needs a digest for every binary"),
+    ("binaries from url with some digests", "local", setter("kubernetes.binaries", {
+        "url": "https://mirror.example/k8s", "sha256": {b: "a" * 64 for b in config.KUBE_BINARIES[:6]}}),
+     "vmkube:kubernetes.binaries.sha256: needs a digest for every binary fetched from url; missing: etcd, etcdctl"),
     ("binaries from both url and dir", "local",
      setter("kubernetes.binaries", {"url": "https://m.example", "dir": "/srv/k8s", "sha256": {}}),
      "vmkube:kubernetes.binaries.dir: set url (a mirror) or dir"),
-    ("binaries from url: not available yet", "local",
-     setter("kubernetes.binaries", {"url": "https://m.example/v{version}", "sha256": {}}),
-     "vmkube:kubernetes.binaries.url: downloading the binaries on the nodes is not available yet"),
+    ("binaries url not http", "local", setter("kubernetes.binaries", {"url": "ftp://m.example", "sha256": {}}),
+     "vmkube:kubernetes.binaries.url: must be an http(s) URL"),
+    ("binaries url unknown placeholder", "local",
+     setter("kubernetes.binaries", {"url": "https://m.example/{release}/{name}", "sha256": {}}),
+     "vmkube:kubernetes.binaries.url: unknown placeholder {release}; use {version}, {name}, {arch}"),
+    ("binaries url unpaired brace", "local",
+     setter("kubernetes.binaries", {"url": "https://m.example/v{version/{name}", "sha256": {}}),
+     "vmkube:kubernetes.binaries.url: is not a valid template"),
+    ("binaries digests without url", "local", setter("kubernetes.binaries", {"sha256": {"kubelet": "a" * 64}}),
+     "vmkube:kubernetes.binaries.sha256: only applies with url"),
     ("binaries digest not hex", "local", setter("kubernetes.binaries", {"url": "https://m", "sha256": {"kubelet": "abc"}}),
      "vmkube:kubernetes.binaries.sha256.kubelet: must be a sha256 hex digest"),
     ("duplicate pool names", "prod", setter("workerPools[1].name", "general"),
