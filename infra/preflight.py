@@ -20,9 +20,12 @@ MIN_FREE_DISK_MIB = 2048
 MEMORY_SLACK = 0.85
 BOOTSTRAPPED_MARKER = "/var/lib/vmkube/bootstrapped"
 
-# cloud-init may still be writing users, keys and hostname: let it finish first.
-BOOT_WAIT = "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi"
+# One command, so one round trip. It reads the node's clock before and after
+# its own work, so that a long wait for cloud-init does not blur the skew.
 FACTS_SCRIPT = r"""
+echo "started=$(date +%s.%N)"
+# cloud-init may still be writing users, keys and hostname: let it finish first.
+if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown}"; echo "os_version=${VERSION_ID:-}"
 echo "arch=$(uname -m)"
 echo "mem_mib=$(awk '/^MemTotal:/ {print int($2/1024)}' /proc/meminfo)"
@@ -58,18 +61,18 @@ class Facts:
 
 
 def gather(node: Node) -> Facts:
-    node.session.run(["sh", "-c", BOOT_WAIT], label="waiting for boot to finish")
-    # Timed on its own: the clock is compared with the middle of this command's round trip.
     sent = time.time()
-    out = node.session.run(["sh", "-c", FACTS_SCRIPT], label="reading facts").stdout
+    out = node.session.run(["sh", "-c", FACTS_SCRIPT], label="reading facts (once cloud-init is done)").stdout
     received = time.time()
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    missing = [k for k in ("arch", "mem_mib", "now") if not values.get(k)]
+    missing = [k for k in ("arch", "mem_mib", "started", "now") if not values.get(k)]
     if missing:
         raise PreflightFailed(f"could not read the node's facts (no {', '.join(missing)} in: {out.strip()[-300:]!r})")
-    remote = float(values["now"])
-    # The node read its clock somewhere between send and receive: compare with the middle.
-    skew = remote - (sent + received) / 2
+    started, now = float(values["started"]), float(values["now"])
+    # NTP's estimate: the network time is the round trip less the node's own
+    # time, assumed the same each way; the answer is good to half of it.
+    skew = ((started - sent) + (now - received)) / 2
+    uncertainty = ((received - sent) - (now - started)) / 2
     return Facts(
         os=values.get("os", ""), os_version=values.get("os_version", ""), arch=values.get("arch", ""),
         mem_mib=int(values.get("mem_mib") or 0), disk_free_mib=int(values.get("disk_free_mib") or 0),
@@ -77,7 +80,7 @@ def gather(node: Node) -> Facts:
         modules={m: values.get(f"module_{m}") == "1" for m in MODULES},
         ports=frozenset(int(p) for p in values.get("ports", "").split() if p.isdigit()),
         bootstrapped=values.get("bootstrapped") == "1", sudo=values.get("sudo") == "1",
-        skew_seconds=skew if abs(skew) > (received - sent) / 2 else 0.0,
+        skew_seconds=skew if abs(skew) > uncertainty else 0.0,
     )
 
 

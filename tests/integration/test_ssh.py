@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
 import time
 
@@ -27,6 +28,27 @@ def test_pinned_host_key_is_accepted_and_commands_run(ssh_lab):
         assert s.run("id -u", sudo=True).stdout.strip() == "0"
         assert s.run(["cat"], stdin=b"from stdin").stdout == "from stdin"
         assert s.connections == 1  # every command above shared one connection
+
+
+def test_both_streams_are_read_whole_and_a_slow_command_times_out(ssh_lab):
+    ssh_lab.start("direct")
+    with session(ssh_lab) as s:
+        # More than paramiko's 2 MiB window on each stream: reading only one would stall the other.
+        big = s.run("head -c 3000000 /dev/zero | tr '\\0' o; head -c 3000000 /dev/zero | tr '\\0' e >&2")
+        assert (len(big.stdout), set(big.stdout), len(big.stderr), set(big.stderr)) == (3000000, {"o"}, 3000000, {"e"})
+        start = time.monotonic()
+        with pytest.raises(SshError, match=r"node-direct: timed out after 1s: sleep 30"):
+            s.run("sleep 30", timeout=1)
+        assert time.monotonic() - start < 10
+        assert s.run("true").ok  # the connection survives a timed-out command
+
+
+def test_each_small_message_leaves_at_once(ssh_lab):
+    # Without TCP_NODELAY a short command waited ~40 ms for a delayed ACK.
+    ssh_lab.start("direct")
+    with session(ssh_lab) as s:
+        sock = s._client.get_transport().sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def test_failed_command_names_node_exit_code_and_last_stderr_lines(ssh_lab):
