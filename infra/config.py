@@ -38,6 +38,7 @@ _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+$")
 _THUMBPRINT = re.compile(r"^([0-9A-Fa-f]{2}:){19,31}[0-9A-Fa-f]{2}$")
+_ENDPOINT = re.compile(r"^$|^(\d{1,3}\.){3}\d{1,3}$|^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
@@ -108,6 +109,7 @@ class SshSpec:
     port: int = 22
     private_key: Secret | None = None  # None: vmkube generates one per stack
     bastion: BastionSpec | None = None
+    connect_timeout: int = 300  # seconds a node may take to accept SSH (booting VMs are slow)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class MachineSpec:
 class ControlPlaneSpec:
     count: int = 1
     machine: MachineSpec = MachineSpec(cpus=2, memory_mb=2048, disk_gb=20)
+    endpoint: str = ""  # a load balancer or VIP in front of the API servers; "" = the first control plane
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,7 @@ def _ssh(top: Fields, secrets: set[str]) -> SshSpec | None:
     user = f.string("user", d.user, pattern=_UNIX_USER, rule="must be a Unix user name")
     port = f.integer("port", d.port, minimum=1, maximum=65535)
     key = _require_secret(f, "privateKey", "ssh", secrets)
+    timeout = f.integer("connectTimeoutSeconds", d.connect_timeout, minimum=5, maximum=3600)
     if key is not None:
         try:
             public_from_private(key.reveal())
@@ -341,7 +345,7 @@ def _ssh(top: Fields, secrets: set[str]) -> SshSpec | None:
             b.fail("hostKey", "its key part is not valid base64")
         b.done()
     f.done()
-    return SshSpec(user=user, port=port, private_key=key, bastion=bastion)
+    return SshSpec(user=user, port=port, private_key=key, bastion=bastion, connect_timeout=timeout or d.connect_timeout)
 
 
 def _valid_base64(text: str) -> bool:
@@ -419,10 +423,12 @@ def _control_plane(top: Fields) -> ControlPlaneSpec | None:
     # Stacked etcd needs a majority that survives one loss: 1 or 3, never 2.
     count = f.integer("count", d.count, allowed=(1, 3))
     machine = _machine(f, d.machine, CONTROL_PLANE_MIN_MEMORY_MB)
+    endpoint = f.string("endpoint", "", pattern=_ENDPOINT,
+                        rule="must be a host name or IPv4 address (the API port is 6443)")
     f.done()
-    if count is None or None in vars(machine).values():
+    if count is None or endpoint is None or None in vars(machine).values():
         return None
-    return ControlPlaneSpec(count=count, machine=machine)
+    return ControlPlaneSpec(count=count, machine=machine, endpoint=endpoint)
 
 
 def _labels(key: str, value: Any) -> str | None:

@@ -2,15 +2,16 @@
 
 A pool is a set of same-sized VMs stamped with one owner tag. ``converge``
 reads each VM first and does only what is missing: create, power on, resize;
-it removes owned VMs that left the pool, waits for every IP, and reports all
-failed nodes at once. Each node's SSH host key is generated once and kept.
+it removes owned VMs that left the pool (or, when Kubernetes must drain them
+first, reports them as leaving), waits for every IP, and reports all failed
+nodes at once. Each node's SSH host key is generated once and kept.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from infra.errors import HypervisorError, NodesFailed, VmkubeError
@@ -41,9 +42,10 @@ class PoolSpec:
 class PoolState:
     vms: list[VMInfo]
     host_keys: dict[str, KeyPair]
+    leaving: list[str] = field(default_factory=list)  # owned VMs no longer in the pool, kept for draining
 
     def outputs(self) -> dict:
-        return {"vms": [vm.as_output() for vm in self.vms],
+        return {"vms": [vm.as_output() for vm in self.vms], "leaving": list(self.leaving),
                 "hostPublicKeys": {n: k.public_openssh for n, k in sorted(self.host_keys.items())},
                 "hostPrivateKeys": {n: k.private_openssh for n, k in sorted(self.host_keys.items())}}
 
@@ -76,9 +78,11 @@ def fan_out(names: list[str], work: Callable[[str], object], action: str) -> dic
 
 
 def converge(hv: Hypervisor, spec: PoolSpec, keys: Mapping[str, KeyPair] | None = None, *,
-             rollback: bool = False, ip_timeout: float = IP_TIMEOUT) -> PoolState:
+             rollback: bool = False, keep_leaving: bool = False, ip_timeout: float = IP_TIMEOUT) -> PoolState:
     """Brings the hypervisor to the pool spec. With ``rollback``, VMs this call
-    created are removed again when any node fails (a failed first create leaves nothing)."""
+    created are removed again when any node fails (a failed first create leaves nothing).
+    With ``keep_leaving``, owned VMs that left the pool stay (and are reported) so that
+    their Kubernetes node can be drained before ``remove_leaving`` destroys them."""
     keys = dict(keys or {})
     for name in spec.names:
         keys.setdefault(name, generate_ed25519(comment=name))
@@ -117,7 +121,10 @@ def converge(hv: Hypervisor, spec: PoolSpec, keys: Mapping[str, KeyPair] | None 
 
     try:
         extra = [vm.name for vm in hv.list_owned(spec.owner) if vm.name not in spec.names]
-        fan_out(extra, lambda name: _remove(hv, spec.owner, name), "removing VMs")
+        if extra and keep_leaving:
+            log.info("%s: left the pool; kept until its node is drained", ", ".join(extra))
+        else:
+            fan_out(extra, lambda name: _remove(hv, spec.owner, name), "removing VMs")
         vms = fan_out(list(spec.names), one, "converging VMs")
     except VmkubeError:
         if rollback and created:
@@ -126,12 +133,18 @@ def converge(hv: Hypervisor, spec: PoolSpec, keys: Mapping[str, KeyPair] | None 
             hv.release(spec.image)
         raise
     kept = {n: keys[n] for n in spec.names}
-    return PoolState(vms=[vms[n] for n in spec.names], host_keys=kept)  # type: ignore[misc]
+    leaving = extra if keep_leaving else []
+    return PoolState(vms=[vms[n] for n in spec.names], host_keys=kept, leaving=leaving)  # type: ignore[misc]
 
 
 def _remove(hv: Hypervisor, owner: str, name: str) -> None:
     log.info("%s: removing VM (left the pool)", name)
     hv.destroy(name, owner)
+
+
+def remove_leaving(hv: Hypervisor, owner: str, names: list[str]) -> None:
+    """Destroys VMs that left the pool once their nodes are drained."""
+    fan_out(sorted(names), lambda name: _remove(hv, owner, name), "removing VMs")
 
 
 def observe(hv: Hypervisor, spec: PoolSpec) -> list[VMInfo]:

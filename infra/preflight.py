@@ -11,7 +11,7 @@ from infra.errors import VmkubeError
 from .phases import Node
 
 CONTROL_PLANE_PORTS = (2379, 2380, 6443, 10250, 10256, 10257, 10259)
-WORKER_PORTS = (10250, 10256)
+WORKER_PORTS = (6443, 10250, 10256)  # 6443: the local load balancer in front of the API servers
 MODULES = ("br_netfilter", "overlay")
 ARCHES = ("x86_64", "aarch64")
 MAX_SKEW_SECONDS = 5.0

@@ -16,6 +16,7 @@ from infra.phases import Node
 from infra.ssh import Endpoint, Session
 
 from .plan import CAS, Plan, PlanNode, allocate_pod_cidrs, wanted_certs
+from .leave import remove_nodes
 from .run import Inputs, bootstrap, node_report
 
 log = logging.getLogger("vmkube.bootstrap")
@@ -39,7 +40,8 @@ def local_binaries(source: Mapping[str, Any]) -> dict[str, Path]:
     return out
 
 
-def sessions(props: Mapping[str, Any]) -> list[Node]:
+def sessions(props: Mapping[str, Any], nodes: list[Mapping[str, Any]] | None = None) -> list[Node]:
+    """A session per node (not yet connected); ``nodes`` defaults to the props' own."""
     ssh = props["ssh"]
     bastion = None
     if ssh.get("bastion"):
@@ -47,8 +49,15 @@ def sessions(props: Mapping[str, Any]) -> list[Node]:
         bastion = Endpoint(b["host"], int(b["port"]), b["user"], b["hostKey"])
     return [Node(n["name"], n["role"], n["ip"],
                  Session(n["name"], Endpoint(n["ip"], int(ssh["port"]), ssh["user"], n["hostKey"]),
-                         ssh["privateKey"], bastion=bastion))
-            for n in props["nodes"]]
+                         ssh["privateKey"], bastion=bastion,
+                         connect_timeout=float(ssh.get("connectTimeout") or 300)))
+            for n in (props["nodes"] if nodes is None else nodes)]
+
+
+def leaving_nodes(props: Mapping[str, Any], previous: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Workers bootstrapped before that are no longer in the config."""
+    names = {n["name"] for n in props["nodes"]}
+    return [n for n in previous.get("nodes") or [] if n["name"] not in names and n.get("role") == "worker"]
 
 
 def status(props: Mapping[str, Any]) -> list[dict]:
@@ -67,7 +76,7 @@ def converge(props: Mapping[str, Any], previous: Mapping[str, Any] | None = None
     cidrs = allocate_pod_cidrs(props["podCidr"], names, previous.get("podCidrs") or {})
     plan = Plan(props["cluster"], props["version"], props["podCidr"], props["serviceCidr"], tuple(
         PlanNode(n["name"], n["role"], n["ip"], cidrs[n["name"]], dict(n.get("labels") or {}),
-                 tuple(n.get("taints") or ())) for n in props["nodes"]))
+                 tuple(n.get("taints") or ())) for n in props["nodes"]), endpoint=props.get("endpoint") or "")
     kept = {k: pki.CertKey(v["cert"], v["key"]) for k, v in (previous.get("pki") or {}).items()}
     certs = pki.ensure(kept, wanted_certs(plan), CAS)
     certs["service-account"] = kept.get("service-account") or pki.service_account_key()
@@ -75,10 +84,13 @@ def converge(props: Mapping[str, Any], previous: Mapping[str, Any] | None = None
     pause = oci.image_tar("vmkube.local/pause:3.10", {"pause": ((pause_dir / "pause").read_bytes(), 0o755)},
                           ["/pause"])
     nodes = sessions(props)
+    leaving = sessions(props, leaving_nodes(props, previous))
     try:
         inputs = Inputs(plan, certs, local_binaries(props["binaries"]), pause)
         bootstrap(nodes, inputs, {n["name"]: int(n["memoryMb"]) for n in props["nodes"]})
-        report = node_report(next(n for n in nodes if n.role == "control-plane"))
+        first = next(n for n in nodes if n.role == "control-plane")
+        remove_nodes(first, leaving)
+        report = node_report(first)
         for node in nodes:
             log.info("%s: converged (%d change%s, %d connection%s)", node.name, node.session.mutations,
                      "" if node.session.mutations == 1 else "s", node.session.connections,

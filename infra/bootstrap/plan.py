@@ -31,6 +31,7 @@ class Plan:
     pod_cidr: str
     service_cidr: str
     nodes: tuple[PlanNode, ...]
+    endpoint: str = ""  # load balancer or VIP the operator reaches the API through; "" = first control plane
 
     @property
     def control_planes(self) -> list[PlanNode]:
@@ -38,7 +39,7 @@ class Plan:
 
     @property
     def api_server(self) -> str:
-        return f"https://{self.control_planes[0].ip}:{API_PORT}"
+        return f"https://{self.endpoint or self.control_planes[0].ip}:{API_PORT}"
 
     @property
     def service_ip(self) -> str:
@@ -62,12 +63,22 @@ def allocate_pod_cidrs(cluster_cidr: str, names: list[str], kept: Mapping[str, s
     return out
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
 def wanted_certs(plan: Plan) -> dict[str, tuple[str, pki.LeafSpec]]:
     cps = plan.control_planes
-    api_ips = tuple(n.ip for n in cps)
+    api_ips = [n.ip for n in cps]
+    api_names = [n.name for n in cps]
+    if plan.endpoint:
+        (api_ips if _is_ip(plan.endpoint) else api_names).append(plan.endpoint)
     want: dict[str, tuple[str, pki.LeafSpec]] = {
-        "apiserver": ("cluster-ca", pki.apiserver_names(CLUSTER_DOMAIN, plan.service_ip, api_ips,
-                                                        [n.name for n in cps])),
+        "apiserver": ("cluster-ca", pki.apiserver_names(CLUSTER_DOMAIN, plan.service_ip, api_ips, api_names)),
         "apiserver-kubelet-client": ("cluster-ca", pki.LeafSpec("kube-apiserver-kubelet-client",
                                                                 org="system:masters", client=True)),
         "apiserver-etcd-client": ("etcd-ca", pki.LeafSpec("kube-apiserver-etcd-client", client=True)),

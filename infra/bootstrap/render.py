@@ -18,6 +18,11 @@ PAUSE_IMAGE = "vmkube.local/pause:3.10"
 PAUSE_TAR = "/var/lib/vmkube/images/pause.tar"
 CONTROL_PLANE_UNITS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 NODE_UNITS = ("vmkube-routes", "containerd", "kubelet", "kube-proxy")
+# Kubelets and kube-proxy reach the API here on every node: the local API server on a
+# control plane, a local haproxy over all API servers on a worker (kubespray's way), so
+# a worker keeps working while any one control plane is down.
+LOCAL_API = f"https://127.0.0.1:{API_PORT}"
+HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
 
 
 def _text(path: str, text: str, mode: int = 0o644) -> FileSpec:
@@ -123,8 +128,26 @@ def _leader_election(plan: Plan) -> list[str]:
             "--leader-elect-retry-period=5s"]
 
 
+def api_load_balancer(plan: Plan) -> str:
+    """haproxy passing TCP through to every API server that answers /readyz."""
+    servers = "\n".join(f"    server {n.name} {n.ip}:{API_PORT} check check-ssl verify none inter 5s fall 3 rise 2"
+                        for n in plan.control_planes)
+    return ("# Written by vmkube: the worker's way to the Kubernetes API.\n"
+            "global\n    log /dev/log local0 warning\n    maxconn 4000\n\n"
+            "defaults\n    mode tcp\n    log global\n    timeout connect 5s\n"
+            "    timeout client 1h\n    timeout server 1h\n\n"
+            f"frontend kube-apiserver\n    bind 127.0.0.1:{API_PORT}\n    default_backend control-plane\n\n"
+            "backend control-plane\n    balance leastconn\n"
+            "    option httpchk GET /readyz\n    http-check expect status 200\n"
+            f"{servers}\n")
+
+
+def worker_files(plan: Plan) -> list[FileSpec]:
+    return [_text(HAPROXY_CONFIG, api_load_balancer(plan))]
+
+
 def node_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.CertKey], pause_tar: bytes) -> list[FileSpec]:
-    server = plan.api_server
+    server = LOCAL_API
     kubelet_config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},

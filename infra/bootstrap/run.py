@@ -28,6 +28,7 @@ CONTROL_PLANE_BINARIES = ("etcd", "etcdctl", "kube-apiserver", "kube-controller-
                           "kubectl", "kubelet", "kube-proxy")
 WORKER_BINARIES = ("kubelet", "kube-proxy")
 READY_TIMEOUT = 900.0
+ALL_ROLES = ("control-plane", "worker")
 KUBECTL = f"{render.BIN_DIR}/kubectl --kubeconfig /etc/kubernetes/admin.conf"
 
 # Which changed paths make which service restart.
@@ -44,6 +45,7 @@ UNIT_INPUTS = {
                        "/usr/local/bin/kube-scheduler"),
     "kubelet": ("/etc/systemd/system/kubelet.service", "/var/lib/kubelet/", "/etc/kubernetes/kubelet.conf",
                 "/etc/kubernetes/pki/ca.crt", "/usr/local/bin/kubelet"),
+    "haproxy": (render.HAPROXY_CONFIG,),
     "kube-proxy": ("/etc/systemd/system/kube-proxy.service", "/var/lib/kube-proxy/",
                    "/etc/kubernetes/kube-proxy.conf", "/usr/local/bin/kube-proxy"),
 }
@@ -69,6 +71,8 @@ class Inputs:
         files = render.node_files(self.plan, plan_node, self.certs, self.pause_tar)
         if node.role == "control-plane":
             files = render.control_plane_files(self.plan, plan_node, self.certs) + files
+        else:
+            files = render.worker_files(self.plan) + files
         names = CONTROL_PLANE_BINARIES if node.role == "control-plane" else WORKER_BINARIES
         unique = {f.path: f for f in files + [self.binary(b) for b in names]}
         return list(unique.values())
@@ -115,11 +119,11 @@ class SandboxImage:
 class Services:
     inputs: Inputs
     units: tuple[str, ...]
-    control_plane_only: bool
+    roles: tuple[str, ...]
     title: str = "start services"
 
     def applies(self, node: Node) -> bool:
-        return node.role == "control-plane" or not self.control_plane_only
+        return node.role in self.roles
 
     def run(self, node: Node) -> None:
         units = self.units
@@ -144,8 +148,8 @@ class Services:
                 node.session.run(["systemctl", "restart", unit], sudo=True, change=True)
 
 
-def _kubectl(node: Node, args: str, check: bool = True):
-    return node.session.run(f"{KUBECTL} {args}", sudo=True, check=check, timeout=120)
+def kubectl(node: Node, args: str, check: bool = True, timeout: float = 120):
+    return node.session.run(f"{KUBECTL} {args}", sudo=True, check=check, timeout=timeout)
 
 
 @dataclass
@@ -158,7 +162,7 @@ class ApiReady:
     def run(self, node: Node) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
-            result = _kubectl(node, "get --raw /readyz", check=False)
+            result = kubectl(node, "get --raw /readyz", check=False)
             if result.ok and result.stdout.strip() == "ok":
                 return
             if time.monotonic() > deadline:
@@ -181,7 +185,7 @@ class NodesReady:
         deadline = time.monotonic() + READY_TIMEOUT
         wanted = {n.name for n in self.plan.nodes}
         while True:
-            result = _kubectl(node, "get nodes -o json", check=False)
+            result = kubectl(node, "get nodes -o json", check=False)
             ready: dict[str, dict] = {}
             if result.ok:
                 for item in json.loads(result.stdout)["items"]:
@@ -189,7 +193,7 @@ class NodesReady:
                     if conds.get("Ready") == "True":
                         ready[item["metadata"]["name"]] = item
             # Pods need the namespace's default service account, made by the controller manager.
-            accounts = _kubectl(node, "get serviceaccount default -n default -o name", check=False)
+            accounts = kubectl(node, "get serviceaccount default -n default -o name", check=False)
             if wanted <= set(ready) and accounts.ok:
                 self._label(node, ready)
                 return
@@ -209,7 +213,7 @@ class NodesReady:
             missing = {k: v for k, v in want.items() if have.get(k) != v}
             if missing:
                 pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(missing.items()))
-                _kubectl(node, f"label node {shlex.quote(n.name)} --overwrite {pairs}")
+                kubectl(node, f"label node {shlex.quote(n.name)} --overwrite {pairs}")
                 node.session.mutations += 1
 
 
@@ -228,7 +232,7 @@ class Mark:
 
 def node_report(control_plane: Node) -> list[dict]:
     """What the API server says about each node: readiness, kubelet version, address."""
-    items = json.loads(_kubectl(control_plane, "get nodes -o json").stdout)["items"]
+    items = json.loads(kubectl(control_plane, "get nodes -o json").stdout)["items"]
     out = []
     for item in items:
         conds = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}
@@ -246,10 +250,11 @@ def bootstrap(nodes: list[Node], inputs: Inputs, memory_mb: Mapping[str, int]) -
         Preflight(memory_mb=dict(memory_mb)),
         Configure(inputs),
         SandboxImage(),
-        Services(inputs, ("vmkube-routes", "containerd"), control_plane_only=False, title="start node services"),
-        Services(inputs, render.CONTROL_PLANE_UNITS, control_plane_only=True, title="start the control plane"),
+        Services(inputs, ("vmkube-routes", "containerd"), ALL_ROLES, title="start node services"),
+        Services(inputs, render.CONTROL_PLANE_UNITS, ("control-plane",), title="start the control plane"),
         ApiReady(),
-        Services(inputs, ("kubelet", "kube-proxy"), control_plane_only=False, title="start kubelets"),
+        Services(inputs, ("haproxy",), ("worker",), title="start the API load balancer on workers"),
+        Services(inputs, ("kubelet", "kube-proxy"), ALL_ROLES, title="start kubelets"),
         ready,
         Mark(),
     ])

@@ -250,10 +250,16 @@ class LibvirtHypervisor:
                 name=req.name, owner=req.owner, image=req.image, cpus=req.cpus, memory_mb=req.memory_mb,
                 disk_path=disk.path(), seed_path=seed.path(), network=self.network,
                 domain_type=self.domain_type, kernel=base.get("kernel", ""),
-                initrd=base.get("initrd", ""), cmdline=base.get("cmdline", ""))
+                initrd=base.get("initrd", ""), cmdline=base.get("cmdline", ""),
+                mac=self._free_mac(defs.stable_mac(req.owner, req.name)))
             dom = self.conn.defineXML(defs.domain_xml(spec))
             dom.create()
             return self._info(dom)
+
+    def _free_mac(self, mac: str) -> str:
+        """The node's stable MAC, unless another domain happens to hold it (then libvirt picks)."""
+        taken = {defs.parse_domain(d.XMLDesc(0)).mac for d in self.conn.listAllDomains()}
+        return "" if mac in taken else mac
 
     def _require(self, name: str) -> libvirt.virDomain:
         dom = self._domain(name)

@@ -5,6 +5,7 @@ Nothing here talks to libvirt, so every definition is unit-tested as data.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -34,6 +35,15 @@ class DomainSpec:
     initrd: str = ""
     cmdline: str = ""
     console_log: str = ""  # a file on the libvirt host receiving the serial console
+    mac: str = ""  # empty: libvirt picks one
+
+
+def stable_mac(owner: str, name: str) -> str:
+    """The same MAC for the same node whenever its domain is defined again: a
+    kept disk's network configuration (cloud-init binds it to the MAC on first
+    boot) still matches, and the DHCP lease keeps its address."""
+    digest = hashlib.sha256(f"{owner}/{name}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -89,6 +99,8 @@ def domain_xml(spec: DomainSpec) -> str:
     _disk(devices, spec.disk_path, "qcow2", "vda")
     _disk(devices, spec.seed_path, "raw", "vdb", readonly=True)
     iface = _sub(devices, "interface", type="network")
+    if spec.mac:
+        _sub(iface, "mac", address=spec.mac)
     _sub(iface, "source", network=spec.network)
     _sub(iface, "model", type="virtio")
     serial = _sub(devices, "serial", type="pty")

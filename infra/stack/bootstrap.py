@@ -20,7 +20,7 @@ from infra.errors import VmkubeError
 from .progress import show_progress
 
 log = logging.getLogger("vmkube.bootstrap")
-INPUT_KEYS = ("cluster", "version", "podCidr", "serviceCidr", "nodes", "ssh", "binaries")
+INPUT_KEYS = ("cluster", "version", "podCidr", "serviceCidr", "nodes", "ssh", "binaries", "endpoint")
 
 
 class BootstrapProvider(ResourceProvider):
@@ -31,7 +31,8 @@ class BootstrapProvider(ResourceProvider):
         return CreateResult(id_=props["cluster"], outs={**props, **cluster.converge(props)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
+        # A key added by a newer vmkube and left at its default is no change.
+        changed = [k for k in INPUT_KEYS if (olds.get(k) or None) != (news.get(k) or None)]
         names = {n["name"] for n in news.get("nodes") or []}
         ready = {n["name"] for n in olds.get("nodeStatus") or [] if n.get("ready")}
         return DiffResult(changes=bool(changed) or not names <= ready)

@@ -13,7 +13,7 @@ from infra.sshkeys import public_from_private
 
 from .bootstrap import Bootstrap
 from .keys import SshKey
-from .vmpool import VmPool
+from .vmpool import LeavingVms, VmPool
 
 
 def node_output(node: NodeSpec) -> dict[str, Any]:
@@ -51,7 +51,7 @@ class NodePool(pulumi.ComponentResource):
             names=[n.name for n in pool.nodes], cpus=pool.machine.cpus, memory_mb=pool.machine.memory_mb,
             disk_gb=pool.machine.disk_gb, image=cluster.image, ssh_user=cluster.spec.ssh.user,
             ssh_public_key=ssh_public_key, config_path=pool.config_path,
-            opts=pulumi.ResourceOptions(parent=self))
+            keep_leaving=cluster.spec.kubernetes.install, opts=pulumi.ResourceOptions(parent=self))
         self.nodes = self.vms.vms.apply(lambda vms: _merge(planned, vms))
         self.host_public_keys = self.vms.hostPublicKeys
         self.register_outputs({"nodes": self.nodes})
@@ -105,6 +105,9 @@ class Cluster(pulumi.ComponentResource):
         self.kubeconfig: pulumi.Output[str] | None = None
         if spec.kubernetes.install:
             self.kubernetes = self._bootstrap(name, args, nodes, pools)
+            # Workers that left the config are drained by the bootstrap, then their VMs go.
+            self.leaving = LeavingVms(f"{name}-leaving-vms", [p.vms for p in pools], args.hypervisor,
+                                      pulumi.ResourceOptions(parent=self, depends_on=[self.kubernetes]))
             self.kubeconfig = pulumi.Output.secret(self.kubernetes.kubeconfig)
             self.nodes = pulumi.Output.all(self.nodes, self.kubernetes.nodeStatus).apply(
                 lambda pair: _with_status(pair[0], pair[1]))
@@ -126,10 +129,12 @@ class Cluster(pulumi.ComponentResource):
             .apply(node_inputs)
         bastion = spec.ssh.bastion
         ssh = {"user": spec.ssh.user, "port": spec.ssh.port, "privateKey": self.ssh_private_key,
+               "connectTimeout": spec.ssh.connect_timeout,
                "bastion": {"host": bastion.host, "port": bastion.port, "user": bastion.user,
                            "hostKey": bastion.host_key} if bastion else None}
         props = {"cluster": spec.name, "version": spec.kubernetes.version,
                  "podCidr": str(spec.kubernetes.pod_cidr), "serviceCidr": str(spec.kubernetes.service_cidr),
-                 "nodes": node_list, "ssh": ssh, "binaries": args.binaries}
+                 "nodes": node_list, "ssh": ssh, "binaries": args.binaries,
+                 "endpoint": spec.control_plane.endpoint}
         return Bootstrap(f"{name}-kubernetes", props,
                          pulumi.ResourceOptions(parent=self, depends_on=[p.vms for p in pools]))

@@ -80,7 +80,7 @@ def test_node_files_carry_the_pod_range_routes_and_allowed_labels_only():
     assert "--node-labels=tier=general" in unit and "node-role" not in unit
     assert "--node-ip=192.168.122.11" in unit
     kubeconfig = yaml.safe_load(files["/etc/kubernetes/kubelet.conf"].content)
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://192.168.122.10:6443"
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"  # the local load balancer
     assert 'sandbox_image = "vmkube.local/pause:3.10"' in files["/etc/containerd/config.toml"].content.decode()
 
 
@@ -105,3 +105,40 @@ def test_image_tarball_is_a_loadable_docker_archive():
     with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
         member = inner.getmember("pause")
         assert member.mode == 0o755 and inner.extractfile(member).read() == b"\x7fELF..."
+
+
+THREE = Plan("ha", "1.34.4", "10.244.0.0/16", "10.96.0.0/12", tuple(
+    PlanNode(f"ha-cp-{i}", "control-plane", f"192.168.122.{10 + i}", f"10.244.{i}.0/24") for i in (1, 2, 3)
+) + (PlanNode("ha-w-1", "worker", "192.168.122.21", "10.244.4.0/24"),), endpoint="api.ha.example.org")
+
+
+def test_workers_reach_every_api_server_through_a_local_haproxy():
+    cfg = by_path(render.worker_files(THREE))[render.HAPROXY_CONFIG].content.decode()
+    assert "bind 127.0.0.1:6443" in cfg
+    servers = [line.split()[1:3] for line in cfg.splitlines() if line.strip().startswith("server ")]
+    assert servers == [["ha-cp-1", "192.168.122.11:6443"], ["ha-cp-2", "192.168.122.12:6443"],
+                       ["ha-cp-3", "192.168.122.13:6443"]]
+    assert "option httpchk GET /readyz" in cfg and "check-ssl" in cfg
+
+
+def test_three_control_planes_form_one_etcd_cluster_and_elect_leaders():
+    files = by_path(render.control_plane_files(THREE, THREE.nodes[1], three_certs()))
+    etcd = files["/etc/systemd/system/etcd.service"].content.decode()
+    assert ("--initial-cluster=ha-cp-1=https://192.168.122.11:2380,ha-cp-2=https://192.168.122.12:2380,"
+            "ha-cp-3=https://192.168.122.13:2380") in etcd
+    api = files["/etc/systemd/system/kube-apiserver.service"].content.decode()
+    assert "--etcd-servers=https://192.168.122.11:2379,https://192.168.122.12:2379,https://192.168.122.13:2379" in api
+    assert "--leader-elect=true" in files["/etc/systemd/system/kube-scheduler.service"].content.decode()
+
+
+def three_certs():
+    out = pki.ensure({}, wanted_certs(THREE), CAS)
+    out["service-account"] = pki.service_account_key()
+    return out
+
+
+def test_the_operator_endpoint_is_in_the_api_certificate_and_the_kubeconfig():
+    _ca, api = wanted_certs(THREE)["apiserver"]
+    assert "api.ha.example.org" in api.dns and {"192.168.122.11", "192.168.122.13", "127.0.0.1"} <= set(api.ips)
+    assert THREE.api_server == "https://api.ha.example.org:6443"
+    assert PLAN.api_server == "https://192.168.122.10:6443"  # without one: the first control plane

@@ -44,7 +44,7 @@ def test_local_stack_is_one_control_plane_and_one_worker_on_libvirt():
 
 def test_prod_stack_is_highly_available_with_two_pools():
     spec = load(example_raw("prod"), stack="prod")
-    assert spec.control_plane.count == 3
+    assert spec.control_plane.count == 3 and spec.control_plane.endpoint == "k8s-api.prod.example.internal"
     assert [p.name for p in spec.worker_pools] == ["general", "batch"]
     assert spec.worker_pools[1].taints == ("dedicated=batch:NoSchedule",)
     assert spec.vsphere.ca_file and not spec.vsphere.insecure
@@ -147,6 +147,11 @@ INVALID = [
      "vmkube:ssh.port: must be at most 65535 (got 70000)"),
     ("two control planes", "local", setter("controlPlane.count", 2),
      "vmkube:controlPlane.count: must be 1 or 3 (got 2)"),
+    ("API endpoint with a port", "local", setter("controlPlane.endpoint", "api.example.org:443"),
+     "vmkube:controlPlane.endpoint: must be a host name or IPv4 address (the API port is 6443) "
+     "(got 'api.example.org:443')"),
+    ("short connect timeout", "local", setter("ssh.connectTimeoutSeconds", 1),
+     "vmkube:ssh.connectTimeoutSeconds: must be at least 5 (got 1)"),
     ("missing required: hypervisor", "local", deleter("hypervisor"),
      "vmkube:hypervisor: is required"),
     ("unknown hypervisor", "local", setter("hypervisor", "xen"),

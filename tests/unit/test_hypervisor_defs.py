@@ -76,6 +76,17 @@ def test_domain_xml_for_kvm_passes_the_cpu_through_and_boots_from_disk():
     assert dom.find("os/boot").get("dev") == "hd" and dom.find("os/kernel") is None
 
 
+def test_a_node_keeps_its_mac_when_its_domain_is_defined_again():
+    mac = defs.stable_mac("vmkube/vmkube/local/worker", "local-worker-1")
+    assert mac == defs.stable_mac("vmkube/vmkube/local/worker", "local-worker-1")
+    assert mac != defs.stable_mac("vmkube/vmkube/dev/worker", "local-worker-1")
+    assert mac.startswith("52:54:00:") and len(mac.split(":")) == 6
+    dom = ET.fromstring(defs.domain_xml(spec(mac=mac)))
+    assert dom.find("devices/interface/mac").get("address") == mac
+    assert defs.parse_domain(defs.domain_xml(spec(mac=mac))).mac == mac
+    assert ET.fromstring(defs.domain_xml(spec())).find("devices/interface/mac") is None
+
+
 def test_resize_keeps_everything_but_the_sizes():
     before = defs.domain_xml(spec())
     after = ET.fromstring(defs.resized_domain_xml(before, cpus=4, memory_mb=8192))
