@@ -20,10 +20,12 @@ MIN_FREE_DISK_MIB = 2048
 MEMORY_SLACK = 0.85
 BOOTSTRAPPED_MARKER = "/var/lib/vmkube/bootstrapped"
 
-# One command, so one round trip. It reads the node's clock before and after
-# its own work, so that a long wait for cloud-init does not blur the skew.
+# One command, so one round trip. Its own duration is timed with the node's
+# uptime, which no clock step moves (a booting node may step its wall clock
+# while cloud-init runs), so the wall clock read at the end can be placed in
+# this machine's time despite a long wait for cloud-init.
 FACTS_SCRIPT = r"""
-echo "started=$(date +%s.%N)"
+echo "started_up=$(cut -d' ' -f1 /proc/uptime)"
 # cloud-init may still be writing users, keys and hostname: let it finish first.
 if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown}"; echo "os_version=${VERSION_ID:-}"
@@ -42,6 +44,7 @@ if [ -e /var/lib/vmkube/bootstrapped ] || [ -e /etc/systemd/system/kubelet.servi
   echo bootstrapped=1; else echo bootstrapped=0; fi
 if sudo -n true 2>/dev/null; then echo sudo=1; else echo sudo=0; fi
 echo "now=$(date +%s.%N)"
+echo "now_up=$(cut -d' ' -f1 /proc/uptime)"
 """
 
 
@@ -65,14 +68,16 @@ def gather(node: Node) -> Facts:
     out = node.session.run(["sh", "-c", FACTS_SCRIPT], label="reading facts (once cloud-init is done)").stdout
     received = time.time()
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    missing = [k for k in ("arch", "mem_mib", "started", "now") if not values.get(k)]
+    missing = [k for k in ("arch", "mem_mib", "started_up", "now", "now_up") if not values.get(k)]
     if missing:
         raise PreflightFailed(f"could not read the node's facts (no {', '.join(missing)} in: {out.strip()[-300:]!r})")
-    started, now = float(values["started"]), float(values["now"])
+    now = float(values["now"])
+    busy = float(values["now_up"]) - float(values["started_up"])
     # NTP's estimate: the network time is the round trip less the node's own
-    # time, assumed the same each way; the answer is good to half of it.
-    skew = ((started - sent) + (now - received)) / 2
-    uncertainty = ((received - sent) - (now - started)) / 2
+    # time, assumed the same each way; the answer is good to that one-way time.
+    one_way = max(0.0, ((received - sent) - busy) / 2)
+    skew = now - (received - one_way)
+    uncertainty = one_way + 0.02  # uptime has 10 ms steps
     return Facts(
         os=values.get("os", ""), os_version=values.get("os_version", ""), arch=values.get("arch", ""),
         mem_mib=int(values.get("mem_mib") or 0), disk_free_mib=int(values.get("disk_free_mib") or 0),
