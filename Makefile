@@ -23,7 +23,7 @@ venv: host
 
 toolchain:
 	@tools/build >/dev/null
-	@tools/build kubernetes etcd pause
+	@tools/build kubernetes etcd pause hello
 
 image: host
 	@tools/build-image >/dev/null

@@ -25,6 +25,9 @@ NAMESPACE = "vmkube"
 HYPERVISORS = ("libvirt", "vsphere")
 TOP_LEVEL_KEYS = ("name", "hypervisor", "libvirt", "vsphere", "ssh", "kubernetes",
                   "controlPlane", "workerPools", "workloads")
+# A workloads stack deploys apps onto the cluster of another stack and holds nothing else.
+APPS_STACK_KEYS = ("clusterStack", "workloads")
+_STACK_NAME = re.compile(r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
 # Per-node pod ranges are carved from the pod CIDR in blocks of this size.
 NODE_POD_PREFIX = 24
 CONTROL_PLANE_MIN_MEMORY_MB = 1536
@@ -204,7 +207,30 @@ class ClusterSpec:
         return out
 
 
+@dataclass(frozen=True)
+class AppsStackSpec:
+    """A stack holding only apps, for the cluster another stack made (StackReference)."""
+    cluster_stack: str  # "stack", "project/stack" or "organization/project/stack"
+    workloads: tuple[WorkloadSpec, ...]
+
+
 # -- loading ----------------------------------------------------------------
+
+def load_apps_stack(raw: Mapping[str, Any], *, apps: Iterable[str] | None = None) -> AppsStackSpec:
+    """Validates a workloads stack: ``clusterStack`` and ``workloads``, nothing else."""
+    problems = Problems()
+    top = Fields(dict(raw), NAMESPACE, problems, sep=":")
+    cluster_stack = top.string("clusterStack", pattern=_STACK_NAME,
+                               rule="must name a stack: stack, project/stack or organization/project/stack")
+    workloads = _workloads(top, apps)
+    for key in sorted(set(raw) - set(APPS_STACK_KEYS)):
+        top.fail(key, "not used by a workloads stack (vmkube:clusterStack is set): the cluster stack holds it")
+        top.seen(key)
+    top.done()
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    return AppsStackSpec(cluster_stack=cluster_stack, workloads=tuple(workloads))
+
 
 def load(raw: Mapping[str, Any], *, stack: str, secret_keys: Iterable[str] = (),
          apps: Iterable[str] | None = None) -> ClusterSpec:
@@ -232,6 +258,8 @@ def load(raw: Mapping[str, Any], *, stack: str, secret_keys: Iterable[str] = (),
 
     if name and kubernetes and control_plane and pools is not None:
         _check_sizes(problems, name, kubernetes, control_plane, pools)
+    if workloads and kubernetes and not kubernetes.install:
+        problems.add(f"{NAMESPACE}:workloads", "apps need Kubernetes, but vmkube:kubernetes.install is false")
     if problems.lines:
         raise ConfigError(problems.lines)
     return ClusterSpec(name=name, hypervisor=hypervisor, ssh=ssh, kubernetes=kubernetes,

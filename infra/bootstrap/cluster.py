@@ -16,6 +16,7 @@ from infra.phases import Node
 from infra.ssh import Endpoint, Session
 
 from .plan import CAS, Plan, PlanNode, allocate_pod_cidrs, wanted_certs
+from . import images
 from .leave import remove_nodes
 from .run import Inputs, bootstrap, node_report
 
@@ -80,13 +81,11 @@ def converge(props: Mapping[str, Any], previous: Mapping[str, Any] | None = None
     kept = {k: pki.CertKey(v["cert"], v["key"]) for k, v in (previous.get("pki") or {}).items()}
     certs = pki.ensure(kept, wanted_certs(plan), CAS)
     certs["service-account"] = kept.get("service-account") or pki.service_account_key()
-    pause_dir = Path(props["binaries"]["pause"])
-    pause = oci.image_tar("vmkube.local/pause:3.10", {"pause": ((pause_dir / "pause").read_bytes(), 0o755)},
-                          ["/pause"])
+    preload = images.preloaded(props["binaries"])
     nodes = sessions(props)
     leaving = sessions(props, leaving_nodes(props, previous))
     try:
-        inputs = Inputs(plan, certs, local_binaries(props["binaries"]), pause)
+        inputs = Inputs(plan, certs, local_binaries(props["binaries"]), preload)
         bootstrap(nodes, inputs, {n["name"]: int(n["memoryMb"]) for n in props["nodes"]})
         first = next(n for n in nodes if n.role == "control-plane")
         remove_nodes(first, leaving)

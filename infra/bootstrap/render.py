@@ -10,12 +10,11 @@ import yaml
 from infra import pki
 from infra.files import FileSpec
 
+from .images import PAUSE_IMAGE, tar_path
 from .plan import API_PORT, CLUSTER_DOMAIN, Plan, PlanNode
 
 PKI_DIR = "/etc/kubernetes/pki"
 BIN_DIR = "/usr/local/bin"
-PAUSE_IMAGE = "vmkube.local/pause:3.10"
-PAUSE_TAR = "/var/lib/vmkube/images/pause.tar"
 CONTROL_PLANE_UNITS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 NODE_UNITS = ("vmkube-routes", "containerd", "kubelet", "kube-proxy")
 # Kubelets and kube-proxy reach the API here on every node: the local API server on a
@@ -146,7 +145,8 @@ def worker_files(plan: Plan) -> list[FileSpec]:
     return [_text(HAPROXY_CONFIG, api_load_balancer(plan))]
 
 
-def node_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.CertKey], pause_tar: bytes) -> list[FileSpec]:
+def node_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.CertKey],
+               images: Mapping[str, bytes]) -> list[FileSpec]:
     server = LOCAL_API
     kubelet_config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
@@ -207,7 +207,7 @@ def node_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.CertKey], pau
         _text("/etc/sysctl.d/90-vmkube.conf",
               "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\n"),
         _text("/etc/modules-load.d/vmkube.conf", "br_netfilter\noverlay\n"),
-        FileSpec(PAUSE_TAR, pause_tar),
+        *(FileSpec(tar_path(ref), tar) for ref, tar in sorted(images.items())),
         _text("/etc/systemd/system/vmkube-routes.service", route_unit),
         _text("/etc/systemd/system/kubelet.service", _unit("Kubernetes node agent", kubelet,
                                                            after="containerd.service")),

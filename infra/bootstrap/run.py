@@ -20,7 +20,7 @@ from infra.files import FileSpec, ensure_files
 from infra.phases import Node, run_phases
 from infra.preflight import BOOTSTRAPPED_MARKER, Preflight
 
-from . import render
+from . import images, render
 from .plan import Plan
 
 log = logging.getLogger("vmkube.bootstrap")
@@ -56,7 +56,7 @@ class Inputs:
     plan: Plan
     certs: Mapping[str, pki.CertKey]
     binaries: Mapping[str, Path]  # binary name -> local file
-    pause_tar: bytes
+    images: Mapping[str, bytes]  # image reference -> docker-archive, preloaded on every node
     changed: dict[str, list[str]] = field(default_factory=dict)  # node -> paths changed this run
     _binary_files: dict[str, FileSpec] = field(default_factory=dict)
 
@@ -68,7 +68,7 @@ class Inputs:
 
     def files_for(self, node: Node) -> list[FileSpec]:
         plan_node = self.plan.node(node.name)
-        files = render.node_files(self.plan, plan_node, self.certs, self.pause_tar)
+        files = render.node_files(self.plan, plan_node, self.certs, self.images)
         if node.role == "control-plane":
             files = render.control_plane_files(self.plan, plan_node, self.certs) + files
         else:
@@ -101,18 +101,24 @@ class Configure:
 
 
 @dataclass
-class SandboxImage:
-    title: str = "import the pod sandbox image"
+class Images:
+    inputs: Inputs
+    title: str = "import preloaded images (pod sandbox, demo app)"
 
     def applies(self, node: Node) -> bool:
         return True
 
     def run(self, node: Node) -> None:
-        listed = node.session.run(f"ctr -n k8s.io images ls -q name=={render.PAUSE_IMAGE} 2>/dev/null || true",
-                                  sudo=True).stdout.split()
-        if render.PAUSE_IMAGE not in listed:
+        listed = set(node.session.run("ctr -n k8s.io images ls -q 2>/dev/null || true", sudo=True).stdout.split())
+        changed = set(self.inputs.changed.get(node.name, []))
+        wanted = [ref for ref in sorted(self.inputs.images)
+                  if ref not in listed or images.tar_path(ref) in changed]
+        if wanted:
             node.session.run(["systemctl", "start", "containerd"], sudo=True, change=True)
-            node.session.run(["ctr", "-n", "k8s.io", "images", "import", render.PAUSE_TAR], sudo=True, change=True)
+        for ref in wanted:
+            log.info("%s: importing %s", node.name, ref)
+            node.session.run(["ctr", "-n", "k8s.io", "images", "import", images.tar_path(ref)],
+                             sudo=True, change=True)
 
 
 @dataclass
@@ -249,7 +255,7 @@ def bootstrap(nodes: list[Node], inputs: Inputs, memory_mb: Mapping[str, int]) -
     run_phases(nodes, [
         Preflight(memory_mb=dict(memory_mb)),
         Configure(inputs),
-        SandboxImage(),
+        Images(inputs),
         Services(inputs, ("vmkube-routes", "containerd"), ALL_ROLES, title="start node services"),
         Services(inputs, render.CONTROL_PLANE_UNITS, ("control-plane",), title="start the control plane"),
         ApiReady(),

@@ -4,6 +4,7 @@ Everything below infra/ except this package is plain Python.
 """
 
 from .cluster import Cluster, ClusterArgs
-from .settings import load_cluster_args
+from .apps import Workloads, app_urls
+from .settings import load_apps, load_apps_stack, load_cluster_args
 
-__all__ = ["Cluster", "ClusterArgs", "load_cluster_args"]
+__all__ = ["Cluster", "ClusterArgs", "Workloads", "app_urls", "load_apps", "load_apps_stack", "load_cluster_args"]

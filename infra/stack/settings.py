@@ -13,7 +13,7 @@ from infra import binaries, config
 from infra.errors import ConfigError
 from infra.hypervisors import connect
 from infra import toolchain
-from infra.workloads import list_apps
+from infra.workloads import Manifest, ManifestError, list_apps, resolve, served_kinds
 
 from .cluster import ClusterArgs
 
@@ -49,13 +49,15 @@ def binaries_for(spec: config.ClusterSpec) -> dict[str, Any]:
     if not spec.kubernetes.install:
         return {}
     source = spec.kubernetes.binaries
-    pause = str(toolchain.tool_dir("pause"))
+    # Images built here and preloaded on the nodes: the pod sandbox, and the demo app when the stack runs it.
+    images = {"pause": str(toolchain.tool_dir("pause")),
+              "hello": str(toolchain.tool_dir("hello")) if any(w.app == "hello" for w in spec.workloads) else ""}
     if source.source == "url":
         # Only the URLs here: the download happens in the bootstrap, never in a preview.
         urls = binaries.urls_for(source.url, spec.kubernetes.version, config.KUBE_BINARIES)
-        return {"source": "url", "urls": urls, "sha256": dict(source.sha256), "pause": pause}
+        return {"source": "url", "urls": urls, "sha256": dict(source.sha256), **images}
     dirs = [source.dir] if source.source == "dir" else [str(toolchain.tool_dir(t)) for t in ("kubernetes", "etcd")]
-    return {"source": source.source, "dirs": dirs, "pause": pause}
+    return {"source": source.source, "dirs": dirs, **images}
 
 
 def load_cluster_args() -> ClusterArgs:
@@ -66,5 +68,33 @@ def load_cluster_args() -> ClusterArgs:
                            apps=list_apps(WORKLOADS_DIR))
         return ClusterArgs(spec=spec, hypervisor=connect.settings_for(spec), image=connect.image_for(spec),
                            binaries=binaries_for(spec))
+    except ConfigError as exc:
+        raise pulumi.RunError(exc.render()) from None
+
+
+def load_apps(spec: config.ClusterSpec | config.AppsStackSpec) -> dict[str, list[Manifest]]:
+    """The stack's apps, checked and with its overrides applied, or a clean failure listing every problem."""
+    if not spec.workloads:
+        return {}
+    # Checked against the API of the Kubernetes version the toolchain builds (the default version).
+    version = spec.kubernetes.version if isinstance(spec, config.ClusterSpec) else config.KubernetesSpec().version
+    swagger = toolchain.tool_dir("kubernetes") / "swagger.json"
+    served = served_kinds(swagger) if swagger.is_file() else None
+    if served is None:
+        pulumi.log.warn(f"workloads: not checked against Kubernetes {version}'s API: its spec "
+                        f"is built with the toolchain (`make toolchain`)")
+    try:
+        return resolve(WORKLOADS_DIR, spec.workloads, served, version)
+    except ManifestError as exc:
+        raise pulumi.RunError(str(exc)) from None
+
+
+def load_apps_stack() -> config.AppsStackSpec | None:
+    """The spec of a workloads-only stack (``vmkube:clusterStack`` set), else None."""
+    values, _secret = raw_config()
+    if "clusterStack" not in values:
+        return None
+    try:
+        return config.load_apps_stack(values, apps=list_apps(WORKLOADS_DIR))
     except ConfigError as exc:
         raise pulumi.RunError(exc.render()) from None

@@ -69,7 +69,7 @@ def test_control_plane_files_wire_the_components_together():
 
 
 def test_node_files_carry_the_pod_range_routes_and_allowed_labels_only():
-    files = by_path(render.node_files(PLAN, PLAN.nodes[1], certs(), b"tar"))
+    files = by_path(render.node_files(PLAN, PLAN.nodes[1], certs(), {"vmkube.local/pause:3.10": b"tar"}))
     kubelet = yaml.safe_load(files["/var/lib/kubelet/config.yaml"].content)
     assert kubelet["podCIDR"] == "10.244.1.0/24" and kubelet["cgroupDriver"] == "systemd"
     cni = json.loads(files["/etc/cni/net.d/10-vmkube.conflist"].content)
@@ -85,7 +85,7 @@ def test_node_files_carry_the_pod_range_routes_and_allowed_labels_only():
 
 
 def test_control_plane_taint_is_registered_by_the_kubelet():
-    files = by_path(render.node_files(PLAN, PLAN.nodes[0], certs(), b"tar"))
+    files = by_path(render.node_files(PLAN, PLAN.nodes[0], certs(), {"vmkube.local/pause:3.10": b"tar"}))
     kubelet = yaml.safe_load(files["/var/lib/kubelet/config.yaml"].content)
     assert kubelet["registerWithTaints"] == [{"key": "node-role.kubernetes.io/control-plane", "value": "",
                                               "effect": "NoSchedule"}]
@@ -142,3 +142,16 @@ def test_the_operator_endpoint_is_in_the_api_certificate_and_the_kubeconfig():
     assert "api.ha.example.org" in api.dns and {"192.168.122.11", "192.168.122.13", "127.0.0.1"} <= set(api.ips)
     assert THREE.api_server == "https://api.ha.example.org:6443"
     assert PLAN.api_server == "https://192.168.122.10:6443"  # without one: the first control plane
+
+
+def test_the_demo_app_is_preloaded_in_two_tags_only_when_asked_for(tmp_path):
+    from infra.bootstrap import images
+    (tmp_path / "pause").write_bytes(b"pause-binary")
+    (tmp_path / "hello").write_bytes(b"hello-binary")
+    assert list(images.preloaded({"pause": str(tmp_path), "hello": ""})) == ["vmkube.local/pause:3.10"]
+    both = images.preloaded({"pause": str(tmp_path), "hello": str(tmp_path)})
+    assert sorted(both) == ["vmkube.local/hello:1.0", "vmkube.local/hello:1.1", "vmkube.local/pause:3.10"]
+    assert both["vmkube.local/hello:1.0"] != both["vmkube.local/hello:1.1"]  # different config: a real rollout
+    files = by_path(render.node_files(PLAN, PLAN.nodes[1], certs(), both))
+    assert files["/var/lib/vmkube/images/hello-1.1.tar"].content == both["vmkube.local/hello:1.1"]
+    assert files["/var/lib/vmkube/images/pause-3.10.tar"].content == both["vmkube.local/pause:3.10"]

@@ -274,3 +274,26 @@ def test_unreadable_private_key_does_not_echo_it():
         load(raw, secrets={"ssh"})
     assert err.value.problems == ["vmkube:ssh.privateKey: is not an unencrypted PEM or OpenSSH private key"]
     assert "c2VjcmV0" not in str(err.value)
+
+
+def test_a_workloads_stack_names_its_cluster_stack_and_holds_nothing_else():
+    spec = config.load_apps_stack({"clusterStack": "organization/vmkube/prod", "workloads": {"hello": {"replicas": 4}}},
+                                  apps=["hello"])
+    assert spec.cluster_stack == "organization/vmkube/prod"
+    assert spec.workloads == (config.WorkloadSpec(app="hello", replicas=4),)
+    with pytest.raises(ConfigError) as err:
+        config.load_apps_stack({"clusterStack": "a/b/c/d", "hypervisor": "libvirt",
+                                "workloads": {"nope": {}, "hello": {"replicas": -1}}}, apps=["hello"])
+    assert err.value.problems == [
+        "vmkube:clusterStack: must name a stack: stack, project/stack or organization/project/stack (got 'a/b/c/d')",
+        "vmkube:workloads.hello.replicas: must be at least 0 (got -1)",
+        "vmkube:workloads.nope: unknown app; workloads/ has: hello",
+        "vmkube:hypervisor: not used by a workloads stack (vmkube:clusterStack is set): the cluster stack holds it",
+    ]
+
+
+def test_apps_need_kubernetes():
+    with pytest.raises(ConfigError) as err:
+        config.load({"hypervisor": "libvirt", "kubernetes": {"install": False}, "workloads": {"hello": {}}},
+                    stack="t", apps=["hello"])
+    assert err.value.problems == ["vmkube:workloads: apps need Kubernetes, but vmkube:kubernetes.install is false"]

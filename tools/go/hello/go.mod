@@ -1,0 +1,3 @@
+module vmkube/tools/hello
+
+go 1.24.0
