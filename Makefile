@@ -23,7 +23,7 @@ venv: host
 
 toolchain:
 	@tools/build >/dev/null
-	@tools/build kubernetes etcd pause hello
+	@tools/build kubernetes etcd pause hello kwok
 
 image: host
 	@tools/build-image >/dev/null

@@ -1,0 +1,97 @@
+"""The local control plane the engine tests and benchmarks deploy workloads to:
+it serves the API, runs Deployments to their replicas on kwok's fake nodes, gives
+each component the flags vmkube gives it, and leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.bootstrap.render import CONTROL_PLANE_UNITS, control_plane_files
+from tests.fixtures import kube
+from tests.fixtures.kube import ControlPlane, leftover_processes, start_control_plane
+from tests.kubelocal import COMPONENTS, FAKE_NODES, NODE, PLAN, Ports, certificates, commands
+
+ROLLOUT_SECONDS = 60
+
+
+def _deployment(name: str, replicas: int) -> str:
+    labels = {"app": name}
+    return yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": name, "image": "vmkube.local/hello:1.0"}]}}},
+    })
+
+
+def test_api_is_ready_with_the_fake_nodes(kube_cluster: ControlPlane):
+    assert kube_cluster.kubectl("get", "--raw", "/readyz").strip() == "ok"
+    nodes = json.loads(kube_cluster.kubectl("get", "nodes", "-o", "json"))["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == sorted(FAKE_NODES)
+    assert "certificate-authority-data" in kube_cluster.kubeconfig
+    assert kube_cluster.kubeconfig_path.read_text() == kube_cluster.kubeconfig
+
+
+def test_a_deployment_reaches_its_replicas(kube_cluster: ControlPlane):
+    kube_cluster.kubectl("create", "namespace", "fixture-rollout")
+    start = time.monotonic()
+    kube_cluster.kubectl("apply", "-n", "fixture-rollout", "-f", "-", input=_deployment("hello", 2))
+    kube_cluster.kubectl("rollout", "status", "-n", "fixture-rollout", "deployment/hello",
+                         f"--timeout={ROLLOUT_SECONDS}s", timeout=ROLLOUT_SECONDS + 10)
+    elapsed = time.monotonic() - start
+    status = json.loads(kube_cluster.kubectl("get", "-n", "fixture-rollout", "deployment/hello", "-o", "json"))
+    assert status["status"].get("readyReplicas") == 2, status["status"]
+    pods = json.loads(kube_cluster.kubectl("get", "-n", "fixture-rollout", "pods", "-o", "json"))["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Running", "Running"]
+    assert {p["spec"]["nodeName"] for p in pods} <= set(FAKE_NODES)
+    print(f"2 replicas ready in {elapsed:.1f}s; control plane started in {kube_cluster.started_seconds:.1f}s")
+
+
+def test_a_stopped_control_plane_leaves_no_process(tmp_path: Path):
+    with start_control_plane(tmp_path) as cp:
+        assert sorted(cp.procs) == sorted(COMPONENTS)
+        assert cp.kubectl("get", "--raw", "/readyz").strip() == "ok"
+        assert leftover_processes(tmp_path)  # the check sees live components
+    assert leftover_processes(tmp_path) == []
+    assert all(proc.returncode is not None for proc in cp.procs.values())
+    print(f"second control plane started in {cp.started_seconds:.1f}s")
+
+
+def test_components_get_every_flag_vmkube_gives_them(tmp_path: Path):
+    units = {f.path.rsplit("/", 1)[1].removesuffix(".service"): f.content.decode()
+             for f in control_plane_files(PLAN, NODE, certificates()) if f.path.endswith(".service")}
+    bins = {name: Path(name) for name in (*CONTROL_PLANE_UNITS, "kwok", "stages.yaml")}
+    ours = commands(bins, tmp_path, Ports(1, 2, 3, 4, 5))
+    for name in CONTROL_PLANE_UNITS:
+        theirs = set(re.findall(r"--([a-z0-9-]+)", units[name]))
+        assert theirs, f"{name}: no flags found in its unit"
+        mine = {arg.split("=", 1)[0].lstrip("-") for arg in ours[name][1:]}
+        assert theirs <= mine, f"{name}: vmkube passes {sorted(theirs - mine)}, the local control plane does not"
+
+
+def test_a_component_that_dies_fails_the_start_with_its_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def broken(*args):
+        cmds = commands(*args)
+        cmds["kube-apiserver"].append("--no-such-flag")
+        return cmds
+    monkeypatch.setattr(kube, "commands", broken)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        with start_control_plane(tmp_path):
+            pass
+    assert "kube-apiserver exited" in str(failed.value)
+    assert "unknown flag: --no-such-flag" in str(failed.value)
+    assert leftover_processes(tmp_path) == []
+
+
+def test_a_missing_binary_fails_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(kube, "tool_dir", lambda tool: tmp_path / tool)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        with start_control_plane(tmp_path / "work"):
+            pass
+    assert f"{tmp_path}/kwok/kwok (tools/build kwok)" in str(failed.value)
