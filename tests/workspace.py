@@ -4,6 +4,7 @@ tests and the benchmarks: the repo's Pulumi.<stack>.yaml files stay untouched.""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -13,6 +14,8 @@ from tests.helpers import ROOT
 
 PASSPHRASE = "vmkube-tests-passphrase"
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "infra", "workloads", "tools")
+# tools/build lays each of these out like $PULUMI_HOME/plugins.
+PLUGIN_TOOLS = ("pulumi-resource-kubernetes",)
 
 
 def copy_project(dest: Path) -> Path:
@@ -27,9 +30,28 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def install_plugins(home: Path) -> None:
+    """Gives a PULUMI_HOME the resource plugins tools/build made, where
+    `pulumi plugin install` would put them, as symbolic links: the engine must
+    not download any, and a copy of each per test would cost ~170 MB."""
+    for tool in PLUGIN_TOOLS:
+        out = subprocess.run([str(ROOT / "tools" / "build"), "--tool-dir", tool],
+                             capture_output=True, text=True, check=True)
+        src = Path(out.stdout.strip())
+        if not (src / ".complete").is_file():
+            raise RuntimeError(f"{tool} is not built yet: run tools/build")
+        for plugin in src.glob("*-v*"):
+            dest = home / "plugins" / plugin.name
+            dest.mkdir(parents=True, exist_ok=True)
+            for binary in plugin.iterdir():
+                (dest / binary.name).unlink(missing_ok=True)
+                (dest / binary.name).symlink_to(binary)
+
+
 def engine_env(base: Path, project: Path) -> dict[str, str]:
     state = base / "state"
     state.mkdir(parents=True, exist_ok=True)
+    install_plugins(base / "pulumi-home")
     return {
         "PULUMI_BACKEND_URL": f"file://{state}",
         "PULUMI_HOME": str(base / "pulumi-home"),
