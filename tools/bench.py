@@ -4,7 +4,7 @@ one section each; a section not run keeps its earlier table there.
 Ratios are measured inside one run (the machines are noisy); medians where a
 measurement repeats. Cold toolchain builds take minutes: their times are the
 ones recorded when the cache was filled, unless BENCH_COLD=1 rebuilds into
-empty caches now. BENCH_ONLY=toolchain,preview,vcsim,ssh,libvirt,cluster picks sections.
+empty caches now. BENCH_ONLY=toolchain,preview,vcsim,ssh,workloads,libvirt,cluster picks sections.
 """
 
 from __future__ import annotations
@@ -327,7 +327,64 @@ def cluster_rows() -> list[Row]:
     ]
 
 
+APP = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, labels: {{app: {name}}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers: [{{name: app, image: "vmkube.local/hello:1.0", ports: [{{containerPort: 8080}}]}}]
+"""
+
+
+def workloads_rows() -> list[Row]:
+    """Apps onto a real API server (tests/fixtures/kube.py; kwok plays the nodes), through an apps stack."""
+    import pulumi
+    from pulumi import automation as auto
+
+    from tests.fixtures.kube import start_control_plane
+
+    rows: list[Row] = []
+    ws = Workspace()
+    try:
+        with start_control_plane(Path(ws.tmp.name) / "kube") as kube:
+            rows.append(("workloads: local control plane start (etcd, API server, controllers, kwok)",
+                         f"{kube.started_seconds:.1f} s", "test fixture, not part of a run"))
+            for i in range(1, 21):
+                (ws.project / "workloads" / f"app-{i}").mkdir()
+                (ws.project / "workloads" / f"app-{i}" / "deployment.yaml").write_text(APP.format(name=f"app-{i}"))
+            kubeconfig = kube.kubeconfig
+            cluster = auto.create_stack(
+                "cluster", project_name="vmkube",
+                program=lambda: pulumi.export("kubeconfig", pulumi.Output.secret(kubeconfig)),
+                opts=auto.LocalWorkspaceOptions(env_vars=ws.env, work_dir=str(ws.project)))
+            cluster.up(**QUIET)
+            ups: dict[int, float] = {}
+            for n in (1, 20):
+                stack = ws.stack(f"apps{n}", config={"clusterStack": "cluster",
+                                                      "workloads": {f"app-{i}": {} for i in range(1, n + 1)}})
+                start = time.perf_counter()
+                stack.up(**QUIET)
+                ups[n] = time.perf_counter() - start
+                same = timed(lambda: stack.preview(**QUIET))
+                rows.append((f"workloads: `pulumi up` of {n} app{'s' if n > 1 else ''} (Deployments Ready)",
+                             f"{ups[n]:.1f} s", "one run"))
+                rows.append((f"workloads: `pulumi preview`, {n} app{'s' if n > 1 else ''}, nothing to change",
+                             f"{same:.1f} s", "median of 3"))
+                stack.destroy(**QUIET)
+            rows.append(("workloads: up(20 apps) / up(1 app)", f"{ups[20] / ups[1]:.2f}",
+                         "apps deploy in parallel: far below 20"))
+    finally:
+        ws.close()
+    return rows
+
+
 SECTIONS = {"toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "ssh": ssh_rows,
+            "workloads": workloads_rows,
             "libvirt": libvirt_rows, "cluster": cluster_rows}
 
 

@@ -37,7 +37,8 @@ def app_urls(apps: dict[str, list[Manifest]], nodes: pulumi.Output[list]) -> pul
     """App -> URLs it answers on from outside the cluster (NodePort Services, on the first worker)."""
     ports = node_ports(apps)
 
-    def urls(nodes: list[dict]) -> dict[str, list[str]]:
+    def urls(nodes: list[dict] | None) -> dict[str, list[str]]:
+        nodes = nodes or []
         workers = [n for n in nodes if n.get("role") == "worker" and n.get("ip")] or \
             [n for n in nodes if n.get("ip")]
         host = workers[0]["ip"] if workers else "<node>"

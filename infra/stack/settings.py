@@ -50,14 +50,26 @@ def binaries_for(spec: config.ClusterSpec) -> dict[str, Any]:
         return {}
     source = spec.kubernetes.binaries
     # Images built here and preloaded on the nodes: the pod sandbox, and the demo app when the stack runs it.
-    images = {"pause": str(toolchain.tool_dir("pause")),
-              "hello": str(toolchain.tool_dir("hello")) if any(w.app == "hello" for w in spec.workloads) else ""}
+    images = {"pause": str(_tool("pause")),
+              "hello": str(_tool("hello")) if any(w.app == "hello" for w in spec.workloads) else ""}
     if source.source == "url":
         # Only the URLs here: the download happens in the bootstrap, never in a preview.
         urls = binaries.urls_for(source.url, spec.kubernetes.version, config.KUBE_BINARIES)
         return {"source": "url", "urls": urls, "sha256": dict(source.sha256), **images}
-    dirs = [source.dir] if source.source == "dir" else [str(toolchain.tool_dir(t)) for t in ("kubernetes", "etcd")]
+    dirs = [source.dir] if source.source == "dir" else [str(_tool(t)) for t in ("kubernetes", "etcd")]
     return {"source": source.source, "dirs": dirs, **images}
+
+
+def _tool(tool: str) -> Path:
+    """A toolchain directory; missing, it fails `up` before anything is touched, but
+    only warns in a preview (a pull request's preview runs without the toolchain)."""
+    try:
+        return toolchain.tool_dir(tool)
+    except ConfigError as exc:
+        if not pulumi.runtime.is_dry_run():
+            raise
+        pulumi.log.warn(exc.problems[0])
+        return toolchain.tool_dir(tool, required=False)
 
 
 def load_cluster_args() -> ClusterArgs:
@@ -78,7 +90,7 @@ def load_apps(spec: config.ClusterSpec | config.AppsStackSpec) -> dict[str, list
         return {}
     # Checked against the API of the Kubernetes version the toolchain builds (the default version).
     version = spec.kubernetes.version if isinstance(spec, config.ClusterSpec) else config.KubernetesSpec().version
-    swagger = toolchain.tool_dir("kubernetes") / "swagger.json"
+    swagger = toolchain.tool_dir("kubernetes", required=False) / "swagger.json"
     served = served_kinds(swagger) if swagger.is_file() else None
     if served is None:
         pulumi.log.warn(f"workloads: not checked against Kubernetes {version}'s API: its spec "

@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,10 @@ POD = {
 
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
+# Stack, Cluster, 2 NodePools, 2 VmPools, Bootstrap, LeavingVms (the stack's own SSH key is configured)
+CLUSTER = 8
+# ... and Workloads, its Kubernetes provider, the hello ConfigGroup, its Deployment and Service
+TOTAL = CLUSTER + 5
 
 
 def unwrap(value):
@@ -96,12 +101,70 @@ def failed_up(stack) -> str:
     return "\n".join(lines) + str(err.value)
 
 
+def answer(url: str, deadline_s: float = 120) -> str:
+    """What the app says through its Service from this machine; retried while pods roll."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return resp.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def deployment(kubeconfig: Path, name: str) -> dict | None:
+    proc_out = kubectl(kubeconfig, "get", "deployments", "-o", "json")
+    found = [d for d in json.loads(proc_out)["items"] if d["metadata"]["name"] == name]
+    return found[0] if found else None
+
+
+def check_workloads(stack, make_stack, kubeconfig: Path, url: str, tmp_path: Path) -> None:
+    """The demo app as desired state: scaled, rolled to a new tag, removed; then from its own stack."""
+    assert answer(url).startswith("hello from vmkube 1.0 on hello-")
+
+    # A replica change previews as exactly one in-place update, and that is what a reviewer reads.
+    stack.set_config("vmkube:workloads.hello.replicas", auto.ConfigValue("2"), path=True)
+    lines: list[str] = []
+    preview = stack.preview(diff=True, on_output=lines.append)
+    diff = "\n".join(lines)
+    (tmp_path / "preview-replicas.txt").write_text(diff)
+    assert {k: v for k, v in preview.change_summary.items() if k != "same"} == {"update": 1}, diff
+    assert "kubernetes:apps/v1:Deployment" in diff and "replicas: 1 => 2" in diff, diff
+    stack.up(on_output=lambda _l: None)
+    assert deployment(kubeconfig, "hello")["status"]["readyReplicas"] == 2
+
+    # A new tag rolls out: the Service answers from the new version.
+    stack.set_config("vmkube:workloads.hello.tag", auto.ConfigValue("1.1"), path=True)
+    stack.up(on_output=lambda _l: None)
+    assert answer(url).startswith("hello from vmkube 1.1")
+
+    # Out of the config, out of the cluster.
+    stack.remove_config("vmkube:workloads", path=True)
+    removed = stack.up(on_output=lambda _l: None)
+    assert removed.summary.resource_changes.get("delete", 0) >= 3, removed.summary.resource_changes
+    assert deployment(kubeconfig, "hello") is None
+
+    # The same app from a workloads-only stack reading the cluster stack's kubeconfig.
+    apps = make_stack("e2e-apps", config={"clusterStack": "e2e", "workloads": {"hello": {"replicas": 1}}})
+    try:
+        up = apps.up(on_output=lambda _l: None)
+        assert up.outputs["apps"].value == {"hello": [url]}
+        assert deployment(kubeconfig, "hello")["status"]["readyReplicas"] == 1
+        assert answer(url).startswith("hello from vmkube 1.0")
+    finally:
+        apps.destroy(on_output=lambda _l: None)
+    assert deployment(kubeconfig, "hello") is None
+
+
 def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, engine_env, project,
                             tmp_path, caplog):
     key = generate_ed25519(comment="e2e")
     cfg = {"name": vm_prefix, "hypervisor": "libvirt", "libvirt": {"uri": system_libvirt},
            "controlPlane": {"count": 1, "cpus": 2, "memoryMb": 2048, "diskGb": 8},
-           "workerPools": [{"name": "w", "count": 1, "cpus": 1, "memoryMb": 1536, "diskGb": 8}]}
+           "workerPools": [{"name": "w", "count": 1, "cpus": 1, "memoryMb": 1536, "diskGb": 8}],
+           "workloads": {"hello": {"replicas": 1}}}
     stack = make_stack("e2e", config=cfg, secrets={"ssh.privateKey": key.private_openssh})
     cp, worker = f"{vm_prefix}-cp-1", f"{vm_prefix}-w-1"
     logs: dict[str, str] = {}
@@ -109,7 +172,7 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         lines: list[str] = []
         up = stack.up(on_output=lines.append)
         text = logs["first up"] = "\n".join(lines)
-        assert up.summary.resource_changes == {"create": 8}, text
+        assert up.summary.resource_changes == {"create": TOTAL}, text
         nodes = {n["name"]: n for n in up.outputs["nodes"].value}
         assert all(n["ready"] and n["kubeletVersion"] == "v1.34.4" for n in nodes.values()), nodes
         assert f"{cp}: converged" in text and f"{worker}: converged" in text  # per-node progress
@@ -158,42 +221,44 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
 
         # A wrong SSH key: every node fails by name, at the first phase, before anything changes.
         stack.set_config("vmkube:ssh.privateKey", auto.ConfigValue(generate_ed25519().private_openssh,
-                                                                   secret=True))
+                                                                   secret=True), path=True)
         out = failed_up(stack)
         assert f"{cp}: authentication refused for user 'vmkube'" in out, out
         assert f"{worker}: authentication refused for user 'vmkube'" in out, out
         assert "file(s) changed" not in out
-        stack.set_config("vmkube:ssh.privateKey", auto.ConfigValue(key.private_openssh, secret=True))
+        stack.set_config("vmkube:ssh.privateKey", auto.ConfigValue(key.private_openssh, secret=True), path=True)
 
         # An unreachable node: named, and the reachable one is left as it was.
         worker_ip = nodes[worker]["ip"]
         rule = ["OUTPUT", "-d", worker_ip, "-p", "tcp", "--dport", "22", "-j", "DROP"]
-        stack.set_config("vmkube:ssh.connectTimeoutSeconds", auto.ConfigValue("15"))
+        stack.set_config("vmkube:ssh.connectTimeoutSeconds", auto.ConfigValue("15"), path=True)
         subprocess.run(["iptables", "-I", *rule], check=True)
         try:
             out = failed_up(stack)
         finally:
             subprocess.run(["iptables", "-D", *rule], check=True)
-        stack.remove_config("vmkube:ssh.connectTimeoutSeconds")
+        stack.remove_config("vmkube:ssh.connectTimeoutSeconds", path=True)
         assert f"{worker}: timed out: no SSH login at {worker_ip}:22 within 15s" in out, out
         assert "failed on 1 of 2 nodes" in out and "file(s) changed" not in out, out
         assert ready_nodes(kubeconfig) == {cp: "True", worker: "True"}
 
         # Nothing half-done is left by the failures: the next run has nothing to do.
         again = stack.up(on_output=lambda _l: None)
-        assert again.summary.resource_changes == {"same": 8}
+        assert again.summary.resource_changes == {"same": TOTAL}
+
+        check_workloads(stack, make_stack, kubeconfig, up.outputs["apps"].value["hello"][0], tmp_path)
 
         # The worker leaves the config: cordoned, drained, its Node deleted, then its VM.
         stack.set_config("vmkube:workerPools[0].count", auto.ConfigValue("0"), path=True)
         lines = []
         shrunk = stack.up(on_output=lines.append)
         text = "\n".join(lines)
-        assert shrunk.summary.resource_changes == {"same": 5, "update": 3}, text
+        assert shrunk.summary.resource_changes == {"same": CLUSTER - 3, "update": 3}, text
         assert text.index(f"{worker}: draining") < text.index(f"{worker}: removing VM"), text
         assert [n["name"] for n in shrunk.outputs["nodes"].value] == [cp]
         assert ready_nodes(kubeconfig) == {cp: "True"}
         assert leftovers(system_libvirt, worker) == []
-        assert stack.up(on_output=lambda _l: None).summary.resource_changes == {"same": 8}
+        assert stack.up(on_output=lambda _l: None).summary.resource_changes == {"same": CLUSTER}
     finally:
         stack.destroy(on_output=lambda _l: None)
     assert leftovers(system_libvirt, vm_prefix) == []

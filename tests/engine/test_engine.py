@@ -24,7 +24,7 @@ class Captured:
         return "\n".join(self.lines)
 
 
-@pytest.mark.parametrize("stack_name,creates", [("local", 9), ("dev", 9), ("prod", 11)])
+@pytest.mark.parametrize("stack_name,creates", [("local", 12), ("dev", 12), ("prod", 14)])
 def test_preview_of_each_example_stack(make_stack, stack_name, creates):
     secrets = EXAMPLE_SECRETS.get(stack_name, {})
     stack = make_stack(stack_name, from_example=stack_name, secrets=secrets)
