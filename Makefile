@@ -37,6 +37,8 @@ up: $(LOCAL) stack
 	@echo "Use the cluster:"
 	@echo "  tools/pulumi stack output --stack $(STACK) --show-secrets kubeconfig > kubeconfig-$(STACK)"
 	@echo "  kubectl --kubeconfig kubeconfig-$(STACK) get nodes    # kubectl: $$(tools/build --tool-dir kubernetes)/kubectl"
+	@echo "The apps answer from this machine (curl one of these URLs):"
+	@$(PULUMI) stack output --stack $(STACK) apps 2>/dev/null || echo "  (no apps in this stack)"
 
 preview: $(LOCAL) stack
 	$(PULUMI) preview --diff --stack $(STACK)
