@@ -202,7 +202,7 @@ def libvirt_rows() -> list[Row]:
                      "pinned host keys"))
         rows.append((f"libvirt: QEMU resident memory per VM ({n} VM{'s' if n > 1 else ''})",
                      f"{statistics.mean(rss.values()):.0f} MiB" if rss else "n/a",
-                     f"guest RAM 1024–1536 MiB; TCG cache capped at 64 MiB"))
+                     "guest RAM 1024–1536 MiB; TCG cache capped at 64 MiB"))
     return rows
 
 

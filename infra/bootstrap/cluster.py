@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from infra import binaries, oci, pki
+from infra import binaries, pki
 from infra.phases import Node
 from infra.ssh import Endpoint, Session
 
