@@ -35,20 +35,18 @@ def _remove(control_plane: Node, node: Node) -> None:
         return
     if found.stdout.strip() != "true":
         log.info("%s: cordoning", node.name)
-        kubectl(control_plane, f"cordon {name}")
-        control_plane.session.mutations += 1
+        kubectl(control_plane, f"cordon {name}", change=True)
     log.info("%s: draining (up to %ds)", node.name, DRAIN_TIMEOUT)
     # --force: bare pods have no controller to bring them back anywhere; they go with the node.
     drained = kubectl(control_plane, f"drain {name} --ignore-daemonsets --delete-emptydir-data --force "
-                                     f"--timeout={DRAIN_TIMEOUT}s", check=False, timeout=DRAIN_TIMEOUT + 60)
-    control_plane.session.mutations += 1
+                                     f"--timeout={DRAIN_TIMEOUT}s", check=False, timeout=DRAIN_TIMEOUT + 60,
+                       change=True)
     if not drained.ok:
         raise BootstrapError(f"{node.name}: drain failed; the node stays cordoned and its VM is kept: "
                              f"{drained.stderr.strip()[-300:]}")
     _stop_kubelet(node)
     log.info("%s: deleting its Node object", node.name)
-    kubectl(control_plane, f"delete node {name} --ignore-not-found")
-    control_plane.session.mutations += 1
+    kubectl(control_plane, f"delete node {name} --ignore-not-found", change=True)
 
 
 def _stop_kubelet(node: Node) -> None:

@@ -154,8 +154,8 @@ class Services:
                 node.session.run(["systemctl", "restart", unit], sudo=True, change=True)
 
 
-def kubectl(node: Node, args: str, check: bool = True, timeout: float = 120):
-    return node.session.run(f"{KUBECTL} {args}", sudo=True, check=check, timeout=timeout)
+def kubectl(node: Node, args: str, check: bool = True, timeout: float = 120, change: bool = False):
+    return node.session.run(f"{KUBECTL} {args}", sudo=True, check=check, timeout=timeout, change=change)
 
 
 @dataclass
@@ -219,8 +219,7 @@ class NodesReady:
             missing = {k: v for k, v in want.items() if have.get(k) != v}
             if missing:
                 pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(missing.items()))
-                kubectl(node, f"label node {shlex.quote(n.name)} --overwrite {pairs}")
-                node.session.mutations += 1
+                kubectl(node, f"label node {shlex.quote(n.name)} --overwrite {pairs}", change=True)
 
 
 @dataclass
