@@ -1,9 +1,10 @@
-"""The local control plane of the kube fixture, as data: vmkube's plan for one
-control plane on loopback, each component's command line, its files.
+"""Local control planes for the kube fixtures, as data: vmkube's plan for one or
+three control planes on loopback addresses, each component's command line, its files.
 
-Certificates come from vmkube's own PKI code, and each component gets the flags
-vmkube gives it on a control plane (infra/bootstrap/render.py), with files in a
-work directory and ports picked at run time.
+Command lines come from vmkube's own builders (infra/bootstrap/render.py) with a
+Layout that puts the files in a work directory; only what several processes on one
+host cannot share is changed: listen addresses and ports, and etcd's disk flushes.
+Certificates come from vmkube's PKI code.
 """
 
 from __future__ import annotations
@@ -15,18 +16,24 @@ from pathlib import Path
 import yaml
 
 from infra import pki
-from infra.bootstrap.plan import CAS, CLUSTER_DOMAIN, Plan, PlanNode, wanted_certs
-from infra.bootstrap.render import PKI_DIR, control_plane_files
+from infra.bootstrap import render
+from infra.bootstrap.plan import API_PORT, CAS, Plan, PlanNode, wanted_certs
 
-NODE = PlanNode("cp-1", "control-plane", "127.0.0.1", "10.244.0.0/24")
-PLAN = Plan("vmkube-local", "", "10.244.0.0/16", "10.96.0.0/12", (NODE,))
+ONE = Plan("vmkube-local", "", "10.244.0.0/16", "10.96.0.0/12",
+           (PlanNode("cp-1", "control-plane", "127.0.0.1", "10.244.0.0/24"),))
+# Three control planes each on a loopback address of its own, so all of them serve
+# the ports a node uses, as the plan, the certificates and haproxy expect.
+THREE = Plan("vmkube-ha", "", "10.244.0.0/16", "10.96.0.0/12", tuple(
+    PlanNode(f"cp-{i}", "control-plane", f"127.0.0.{10 + i}", f"10.244.{i}.0/24") for i in (1, 2, 3)))
 FAKE_NODES = ("kwok-node-1", "kwok-node-2")
 # kwokctl's own selector: only nodes carrying this annotation are played by kwok.
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+# kwok renews the fake nodes' leases as often as a kubelet does for this duration.
+NODE_LEASE_SECONDS = 40
 # Which toolchain directory holds each file the control plane needs.
 BINARIES = {"etcd": "etcd", "kube-apiserver": "kubernetes", "kube-controller-manager": "kubernetes",
             "kube-scheduler": "kubernetes", "kubectl": "kubernetes", "kwok": "kwok", "stages.yaml": "kwok"}
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+PER_NODE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
 @dataclass(frozen=True)
@@ -48,58 +55,53 @@ class Ports:
             for s in socks:
                 s.close()
 
+    @classmethod
+    def node(cls) -> Ports:
+        """The ports of a node: for control planes on addresses of their own."""
+        return cls(2379, 2380, API_PORT, 10257, 10259)
 
-def commands(bins: dict[str, Path], work: Path, ports: Ports) -> dict[str, list[str]]:
-    """Each component's command line: vmkube's flags, local paths and ports."""
-    p = work / "pki"
-    client, peer = f"https://127.0.0.1:{ports.etcd}", f"https://127.0.0.1:{ports.etcd_peer}"
-    etcd = [f"--name={NODE.name}", f"--data-dir={work / 'etcd'}", f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}", f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}", f"--initial-cluster={NODE.name}={peer}",
-            "--initial-cluster-state=new", "--initial-cluster-token=vmkube",
-            f"--cert-file={p}/etcd/server.crt", f"--key-file={p}/etcd/server.key",
-            f"--trusted-ca-file={p}/etcd/ca.crt", "--client-cert-auth=true",
-            f"--peer-cert-file={p}/etcd/peer.crt", f"--peer-key-file={p}/etcd/peer.key",
-            f"--peer-trusted-ca-file={p}/etcd/ca.crt", "--peer-client-cert-auth=true",
-            # The data is thrown away with the test: a disk flush per write only slows it down.
-            "--unsafe-no-fsync"]
-    apiserver = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--allow-privileged=true",
-                 "--authorization-mode=Node,RBAC", f"--client-ca-file={p}/ca.crt",
-                 "--enable-admission-plugins=NodeRestriction", f"--etcd-servers={client}",
-                 f"--etcd-cafile={p}/etcd/ca.crt", f"--etcd-certfile={p}/apiserver-etcd-client.crt",
-                 f"--etcd-keyfile={p}/apiserver-etcd-client.key",
-                 f"--kubelet-client-certificate={p}/apiserver-kubelet-client.crt",
-                 f"--kubelet-client-key={p}/apiserver-kubelet-client.key",
-                 "--kubelet-preferred-address-types=InternalIP,Hostname",
-                 f"--proxy-client-cert-file={p}/front-proxy-client.crt",
-                 f"--proxy-client-key-file={p}/front-proxy-client.key",
-                 f"--requestheader-client-ca-file={p}/front-proxy-ca.crt",
-                 "--requestheader-allowed-names=front-proxy-client",
-                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-                 "--requestheader-group-headers=X-Remote-Group", "--requestheader-username-headers=X-Remote-User",
-                 f"--secure-port={ports.apiserver}",
-                 f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
-                 f"--service-account-key-file={p}/sa.pub", f"--service-account-signing-key-file={p}/sa.key",
-                 f"--service-cluster-ip-range={PLAN.service_cidr}",
-                 f"--tls-cert-file={p}/apiserver.crt", f"--tls-private-key-file={p}/apiserver.key"]
-    cm_conf = work / "controller-manager.conf"
-    cm = [f"--kubeconfig={cm_conf}", f"--authentication-kubeconfig={cm_conf}",
-          f"--authorization-kubeconfig={cm_conf}", "--bind-address=127.0.0.1",
-          f"--secure-port={ports.controller_manager}", f"--client-ca-file={p}/ca.crt",
-          f"--cluster-cidr={PLAN.pod_cidr}", "--allocate-node-cidrs=false",
-          f"--cluster-signing-cert-file={p}/ca.crt", f"--cluster-signing-key-file={p}/ca.key",
-          f"--requestheader-client-ca-file={p}/front-proxy-ca.crt", f"--root-ca-file={p}/ca.crt",
-          f"--service-account-private-key-file={p}/sa.key", f"--service-cluster-ip-range={PLAN.service_cidr}",
-          "--use-service-account-credentials=true", "--leader-elect=false"]
-    sched_conf = work / "scheduler.conf"
-    scheduler = [f"--kubeconfig={sched_conf}", f"--authentication-kubeconfig={sched_conf}",
-                 f"--authorization-kubeconfig={sched_conf}", "--bind-address=127.0.0.1",
-                 f"--secure-port={ports.scheduler}", "--leader-elect=false"]
-    kwok = [f"--kubeconfig={work / 'admin.conf'}", f"--config={bins['stages.yaml']}",
-            f"--manage-nodes-with-annotation-selector={'='.join(KWOK_ANNOTATION)}", f"--cidr={PLAN.pod_cidr}"]
-    args = {"etcd": etcd, "kube-apiserver": apiserver, "kube-controller-manager": cm,
-            "kube-scheduler": scheduler, "kwok": kwok}
-    return {name: [str(bins[name]), *rest] for name, rest in args.items()}
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_dir(work: Path, node: PlanNode) -> Path:
+    return work / node.name
+
+
+def layout(work: Path, node: PlanNode, ports: Ports) -> render.Layout:
+    d = node_dir(work, node)
+    return render.Layout(pki=str(d / "pki"), conf=str(d), etcd_data=str(d / "etcd"), etcd_port=ports.etcd,
+                         etcd_peer_port=ports.etcd_peer, api_port=ports.apiserver)
+
+
+def with_flags(args: list[str], binary: Path, **flags: object) -> list[str]:
+    """args with its binary replaced and each --flag set to the value given (added when absent)."""
+    wanted = {f"--{name.replace('_', '-')}": str(value) for name, value in flags.items()}
+    kept = [a for a in args[1:] if a.split("=", 1)[0] not in wanted]
+    return [str(binary), *kept, *(f"{k}={v}" for k, v in wanted.items())]
+
+
+def commands(bins: dict[str, Path], work: Path, plan: Plan, ports: Ports) -> dict[str, list[str]]:
+    """Each process's command line, named "<node>/<component>", and kwok's."""
+    out: dict[str, list[str]] = {}
+    for node in plan.control_planes:
+        at = layout(work, node, ports)
+        # The data is thrown away with the test: a disk flush per write only slows it down.
+        out[f"{node.name}/etcd"] = with_flags(render.etcd_args(plan, node, at), bins["etcd"], unsafe_no_fsync=True)
+        out[f"{node.name}/kube-apiserver"] = with_flags(render.apiserver_args(plan, node, at),
+                                                        bins["kube-apiserver"], bind_address=node.ip)
+        out[f"{node.name}/kube-controller-manager"] = with_flags(
+            render.controller_manager_args(plan, at), bins["kube-controller-manager"], bind_address=node.ip,
+            secure_port=ports.controller_manager)
+        out[f"{node.name}/kube-scheduler"] = with_flags(render.scheduler_args(plan, at), bins["kube-scheduler"],
+                                                        bind_address=node.ip, secure_port=ports.scheduler)
+    out["kwok"] = [str(bins["kwok"]), f"--kubeconfig={work / 'kwok.conf'}", f"--config={bins['stages.yaml']}",
+                   f"--manage-nodes-with-annotation-selector={'='.join(KWOK_ANNOTATION)}",
+                   f"--cidr={plan.pod_cidr}", f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}"]
+    return out
 
 
 def _write(path: Path, content: str | bytes, mode: int = 0o600) -> None:
@@ -108,24 +110,36 @@ def _write(path: Path, content: str | bytes, mode: int = 0o600) -> None:
     path.chmod(mode)
 
 
-def certificates() -> dict[str, pki.CertKey]:
-    """Everything vmkube issues for a one-control-plane cluster, fresh."""
-    certs = pki.ensure({}, wanted_certs(PLAN), CAS)
+def certificates(plan: Plan) -> dict[str, pki.CertKey]:
+    """Everything vmkube issues for the plan's cluster, fresh."""
+    certs = pki.ensure({}, wanted_certs(plan), CAS)
     certs["service-account"] = pki.service_account_key()
     return certs
 
 
-def write_files(work: Path, server: str) -> None:
-    certs = certificates()
-    # The same PKI tree vmkube writes on a control plane, under work/pki.
-    for f in control_plane_files(PLAN, NODE, certs):
-        if f.path.startswith(PKI_DIR + "/"):
-            _write(work / "pki" / f.path[len(PKI_DIR) + 1:], f.content, f.mode)
-    _write(work / "pki" / "admin.crt", certs["admin"].cert)
-    _write(work / "pki" / "admin.key", certs["admin"].key)
-    for name, user in (("controller-manager", "system:kube-controller-manager"),
-                       ("scheduler", "system:kube-scheduler"), ("admin", "vmkube-admin")):
-        _write(work / f"{name}.conf", pki.kubeconfig(PLAN.cluster, server, certs["cluster-ca"].cert, user, certs[name]))
+def write_files(work: Path, plan: Plan, ports: Ports, server: str) -> None:
+    """The PKI tree vmkube writes on each control plane, the kubeconfigs of its
+    controller manager and scheduler (to its own API server, as on a node), and
+    admin and kwok kubeconfigs to `server`, with the admin's key pair for tests."""
+    certs = certificates(plan)
+    ca = certs["cluster-ca"].cert
+    for node in plan.control_planes:
+        d = node_dir(work, node)
+        for f in render.control_plane_files(plan, node, certs):
+            if f.path.startswith(render.PKI_DIR + "/"):
+                _write(d / "pki" / f.path[len(render.PKI_DIR) + 1:], f.content, f.mode)
+        own = f"https://{node.ip}:{ports.apiserver}"
+        for name, user in (("controller-manager", "system:kube-controller-manager"),
+                           ("scheduler", "system:kube-scheduler")):
+            _write(d / f"{name}.conf", pki.kubeconfig(plan.cluster, own, ca, user, certs[name]))
+    _write(work / "ca.crt", ca)
+    _write(work / "etcd-ca.crt", certs["etcd-ca"].cert)
+    for name in ("admin", "apiserver-etcd-client"):
+        _write(work / f"{name}.crt", certs[name].cert)
+        _write(work / f"{name}.key", certs[name].key)
+    admin = pki.kubeconfig(plan.cluster, server, ca, "vmkube-admin", certs["admin"])
+    _write(work / "admin.conf", admin)
+    _write(work / "kwok.conf", admin)
 
 
 def fake_nodes() -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from dataclasses import dataclass
 from typing import Mapping
 
 import yaml
@@ -45,6 +47,79 @@ def _kubeconfig(plan: Plan, certs: Mapping[str, pki.CertKey], name: str, user: s
     return pki.kubeconfig(plan.cluster, server, certs["cluster-ca"].cert, user, certs[name])
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where a control plane keeps its files and which ports it serves: a node's own by
+    default. The tests' local control planes put several on loopback, in work directories."""
+    pki: str = PKI_DIR
+    conf: str = "/etc/kubernetes"
+    etcd_data: str = "/var/lib/etcd"
+    etcd_port: int = 2379
+    etcd_peer_port: int = 2380
+    api_port: int = API_PORT
+
+
+NODE_LAYOUT = Layout()
+
+
+def etcd_args(plan: Plan, node: PlanNode, at: Layout = NODE_LAYOUT) -> list[str]:
+    p = at.pki
+    # Local clients (the API server) use loopback; a node whose address is loopback already is.
+    hosts = [node.ip] if ipaddress.ip_address(node.ip).is_loopback else ["127.0.0.1", node.ip]
+    clients = ",".join(f"https://{h}:{at.etcd_port}" for h in hosts)
+    peer = f"https://{node.ip}:{at.etcd_peer_port}"
+    peers = ",".join(f"{n.name}=https://{n.ip}:{at.etcd_peer_port}" for n in plan.control_planes)
+    return [f"{BIN_DIR}/etcd", f"--name={node.name}", f"--data-dir={at.etcd_data}",
+            f"--listen-client-urls={clients}", f"--advertise-client-urls=https://{node.ip}:{at.etcd_port}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}", f"--initial-cluster={peers}",
+            "--initial-cluster-state=new", "--initial-cluster-token=vmkube",
+            f"--cert-file={p}/etcd/server.crt", f"--key-file={p}/etcd/server.key",
+            f"--trusted-ca-file={p}/etcd/ca.crt", "--client-cert-auth=true",
+            f"--peer-cert-file={p}/etcd/peer.crt", f"--peer-key-file={p}/etcd/peer.key",
+            f"--peer-trusted-ca-file={p}/etcd/ca.crt", "--peer-client-cert-auth=true"]
+
+
+def apiserver_args(plan: Plan, node: PlanNode, at: Layout = NODE_LAYOUT) -> list[str]:
+    p = at.pki
+    etcd_servers = ",".join(f"https://{n.ip}:{at.etcd_port}" for n in plan.control_planes)
+    return [f"{BIN_DIR}/kube-apiserver", f"--advertise-address={node.ip}", "--allow-privileged=true",
+            "--authorization-mode=Node,RBAC", f"--client-ca-file={p}/ca.crt",
+            "--enable-admission-plugins=NodeRestriction", f"--etcd-servers={etcd_servers}",
+            f"--etcd-cafile={p}/etcd/ca.crt", f"--etcd-certfile={p}/apiserver-etcd-client.crt",
+            f"--etcd-keyfile={p}/apiserver-etcd-client.key",
+            f"--kubelet-client-certificate={p}/apiserver-kubelet-client.crt",
+            f"--kubelet-client-key={p}/apiserver-kubelet-client.key",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--proxy-client-cert-file={p}/front-proxy-client.crt",
+            f"--proxy-client-key-file={p}/front-proxy-client.key",
+            f"--requestheader-client-ca-file={p}/front-proxy-ca.crt",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--requestheader-group-headers=X-Remote-Group", "--requestheader-username-headers=X-Remote-User",
+            f"--secure-port={at.api_port}",
+            f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+            f"--service-account-key-file={p}/sa.pub", f"--service-account-signing-key-file={p}/sa.key",
+            f"--service-cluster-ip-range={plan.service_cidr}",
+            f"--tls-cert-file={p}/apiserver.crt", f"--tls-private-key-file={p}/apiserver.key"]
+
+
+def controller_manager_args(plan: Plan, at: Layout = NODE_LAYOUT) -> list[str]:
+    p, conf = at.pki, f"{at.conf}/controller-manager.conf"
+    return [f"{BIN_DIR}/kube-controller-manager", f"--kubeconfig={conf}", f"--authentication-kubeconfig={conf}",
+            f"--authorization-kubeconfig={conf}", "--bind-address=127.0.0.1",
+            f"--client-ca-file={p}/ca.crt", f"--cluster-cidr={plan.pod_cidr}", "--allocate-node-cidrs=false",
+            f"--cluster-signing-cert-file={p}/ca.crt", f"--cluster-signing-key-file={p}/ca.key",
+            f"--requestheader-client-ca-file={p}/front-proxy-ca.crt", f"--root-ca-file={p}/ca.crt",
+            f"--service-account-private-key-file={p}/sa.key", f"--service-cluster-ip-range={plan.service_cidr}",
+            "--use-service-account-credentials=true", *_leader_election(plan)]
+
+
+def scheduler_args(plan: Plan, at: Layout = NODE_LAYOUT) -> list[str]:
+    conf = f"{at.conf}/scheduler.conf"
+    return [f"{BIN_DIR}/kube-scheduler", f"--kubeconfig={conf}", f"--authentication-kubeconfig={conf}",
+            f"--authorization-kubeconfig={conf}", "--bind-address=127.0.0.1", *_leader_election(plan)]
+
+
 def control_plane_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.CertKey]) -> list[FileSpec]:
     p = PKI_DIR
     local = f"https://127.0.0.1:{API_PORT}"
@@ -64,57 +139,13 @@ def control_plane_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.Cert
         _text("/etc/kubernetes/scheduler.conf", _kubeconfig(plan, certs, "scheduler", "system:kube-scheduler", local),
               0o600),
         _text("/etc/kubernetes/admin.conf", _kubeconfig(plan, certs, "admin", "vmkube-admin", local), 0o600),
-    ]
-    peers = ",".join(f"{n.name}=https://{n.ip}:2380" for n in plan.control_planes)
-    etcd = [f"{BIN_DIR}/etcd", f"--name={node.name}", "--data-dir=/var/lib/etcd",
-            f"--listen-client-urls=https://127.0.0.1:2379,https://{node.ip}:2379",
-            f"--advertise-client-urls=https://{node.ip}:2379", f"--listen-peer-urls=https://{node.ip}:2380",
-            f"--initial-advertise-peer-urls=https://{node.ip}:2380", f"--initial-cluster={peers}",
-            "--initial-cluster-state=new", "--initial-cluster-token=vmkube",
-            f"--cert-file={p}/etcd/server.crt", f"--key-file={p}/etcd/server.key",
-            f"--trusted-ca-file={p}/etcd/ca.crt", "--client-cert-auth=true",
-            f"--peer-cert-file={p}/etcd/peer.crt", f"--peer-key-file={p}/etcd/peer.key",
-            f"--peer-trusted-ca-file={p}/etcd/ca.crt", "--peer-client-cert-auth=true"]
-    etcd_servers = ",".join(f"https://{n.ip}:2379" for n in plan.control_planes)
-    apiserver = [f"{BIN_DIR}/kube-apiserver", f"--advertise-address={node.ip}", "--allow-privileged=true",
-                 "--authorization-mode=Node,RBAC", f"--client-ca-file={p}/ca.crt",
-                 "--enable-admission-plugins=NodeRestriction", f"--etcd-servers={etcd_servers}",
-                 f"--etcd-cafile={p}/etcd/ca.crt", f"--etcd-certfile={p}/apiserver-etcd-client.crt",
-                 f"--etcd-keyfile={p}/apiserver-etcd-client.key",
-                 f"--kubelet-client-certificate={p}/apiserver-kubelet-client.crt",
-                 f"--kubelet-client-key={p}/apiserver-kubelet-client.key",
-                 "--kubelet-preferred-address-types=InternalIP,Hostname",
-                 f"--proxy-client-cert-file={p}/front-proxy-client.crt",
-                 f"--proxy-client-key-file={p}/front-proxy-client.key",
-                 f"--requestheader-client-ca-file={p}/front-proxy-ca.crt",
-                 "--requestheader-allowed-names=front-proxy-client",
-                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-                 "--requestheader-group-headers=X-Remote-Group", "--requestheader-username-headers=X-Remote-User",
-                 f"--secure-port={API_PORT}",
-                 f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
-                 f"--service-account-key-file={p}/sa.pub", f"--service-account-signing-key-file={p}/sa.key",
-                 f"--service-cluster-ip-range={plan.service_cidr}",
-                 f"--tls-cert-file={p}/apiserver.crt", f"--tls-private-key-file={p}/apiserver.key"]
-    cm = [f"{BIN_DIR}/kube-controller-manager", "--kubeconfig=/etc/kubernetes/controller-manager.conf",
-          "--authentication-kubeconfig=/etc/kubernetes/controller-manager.conf",
-          "--authorization-kubeconfig=/etc/kubernetes/controller-manager.conf", "--bind-address=127.0.0.1",
-          f"--client-ca-file={p}/ca.crt", f"--cluster-cidr={plan.pod_cidr}", "--allocate-node-cidrs=false",
-          f"--cluster-signing-cert-file={p}/ca.crt", f"--cluster-signing-key-file={p}/ca.key",
-          f"--requestheader-client-ca-file={p}/front-proxy-ca.crt", f"--root-ca-file={p}/ca.crt",
-          f"--service-account-private-key-file={p}/sa.key", f"--service-cluster-ip-range={plan.service_cidr}",
-          "--use-service-account-credentials=true", *_leader_election(plan)]
-    scheduler = [f"{BIN_DIR}/kube-scheduler", "--kubeconfig=/etc/kubernetes/scheduler.conf",
-                 "--authentication-kubeconfig=/etc/kubernetes/scheduler.conf",
-                 "--authorization-kubeconfig=/etc/kubernetes/scheduler.conf", "--bind-address=127.0.0.1",
-                 *_leader_election(plan)]
-    files += [
-        _text("/etc/systemd/system/etcd.service", _unit("etcd", etcd)),
-        _text("/etc/systemd/system/kube-apiserver.service", _unit("Kubernetes API server", apiserver,
-                                                                  after="etcd.service")),
+        _text("/etc/systemd/system/etcd.service", _unit("etcd", etcd_args(plan, node))),
+        _text("/etc/systemd/system/kube-apiserver.service",
+              _unit("Kubernetes API server", apiserver_args(plan, node), after="etcd.service")),
         _text("/etc/systemd/system/kube-controller-manager.service",
-              _unit("Kubernetes controller manager", cm, after="kube-apiserver.service")),
+              _unit("Kubernetes controller manager", controller_manager_args(plan), after="kube-apiserver.service")),
         _text("/etc/systemd/system/kube-scheduler.service",
-              _unit("Kubernetes scheduler", scheduler, after="kube-apiserver.service")),
+              _unit("Kubernetes scheduler", scheduler_args(plan), after="kube-apiserver.service")),
     ]
     return files
 
@@ -127,15 +158,16 @@ def _leader_election(plan: Plan) -> list[str]:
             "--leader-elect-retry-period=5s"]
 
 
-def api_load_balancer(plan: Plan) -> str:
-    """haproxy passing TCP through to every API server that answers /readyz."""
+def api_load_balancer(plan: Plan, bind: str = f"127.0.0.1:{API_PORT}") -> str:
+    """haproxy passing TCP through to every API server that answers /readyz. A connection
+    that fails is retried on another server at once, before health checks (3 x 5 s) notice."""
     servers = "\n".join(f"    server {n.name} {n.ip}:{API_PORT} check check-ssl verify none inter 5s fall 3 rise 2"
                         for n in plan.control_planes)
     return ("# Written by vmkube: the worker's way to the Kubernetes API.\n"
             "global\n    log /dev/log local0 warning\n    maxconn 4000\n\n"
             "defaults\n    mode tcp\n    log global\n    timeout connect 5s\n"
-            "    timeout client 1h\n    timeout server 1h\n\n"
-            f"frontend kube-apiserver\n    bind 127.0.0.1:{API_PORT}\n    default_backend control-plane\n\n"
+            "    timeout client 1h\n    timeout server 1h\n    retries 3\n    option redispatch 1\n\n"
+            f"frontend kube-apiserver\n    bind {bind}\n    default_backend control-plane\n\n"
             "backend control-plane\n    balance leastconn\n"
             "    option httpchk GET /readyz\n    http-check expect status 200\n"
             f"{servers}\n")

@@ -119,6 +119,8 @@ def test_workers_reach_every_api_server_through_a_local_haproxy():
     assert servers == [["ha-cp-1", "192.168.122.11:6443"], ["ha-cp-2", "192.168.122.12:6443"],
                        ["ha-cp-3", "192.168.122.13:6443"]]
     assert "option httpchk GET /readyz" in cfg and "check-ssl" in cfg
+    # A connection to a server that is down but not yet marked so is retried elsewhere at once.
+    assert "retries 3" in cfg and "option redispatch 1" in cfg
 
 
 def test_three_control_planes_form_one_etcd_cluster_and_elect_leaders():
