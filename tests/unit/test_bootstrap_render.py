@@ -128,6 +128,9 @@ def test_three_control_planes_form_one_etcd_cluster_and_elect_leaders():
     etcd = files["/etc/systemd/system/etcd.service"].content.decode()
     assert ("--initial-cluster=ha-cp-1=https://192.168.122.11:2380,ha-cp-2=https://192.168.122.12:2380,"
             "ha-cp-3=https://192.168.122.13:2380") in etcd
+    assert "--heartbeat-interval=250" in etcd and "--election-timeout=2500" in etcd
+    one = by_path(render.control_plane_files(PLAN, PLAN.nodes[0], certs()))["/etc/systemd/system/etcd.service"]
+    assert "--election-timeout" not in one.content.decode()  # a single member holds no elections
     api = files["/etc/systemd/system/kube-apiserver.service"].content.decode()
     assert "--etcd-servers=https://192.168.122.11:2379,https://192.168.122.12:2379,https://192.168.122.13:2379" in api
     assert "--leader-elect=true" in files["/etc/systemd/system/kube-scheduler.service"].content.decode()
