@@ -1,8 +1,10 @@
-"""Shared by the test packages: where the project is and how its example stacks read."""
+"""Shared by the test packages: where the project is, how its example stacks read,
+and the Deployments tests write and look for."""
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +33,20 @@ def example_raw(stack: str) -> dict[str, Any]:
 
 def example_secret_keys(stack: str) -> set[str]:
     return {path.split(".")[0] for path in EXAMPLE_SECRETS.get(stack, {})}
+
+
+def deployment_manifest(name: str, replicas: int) -> str:
+    """A Deployment of the demo image; on kwok's nodes its pods run without pulling it."""
+    labels = {"app": name}
+    return yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": name, "image": "vmkube.local/hello:1.0"}]}}},
+    })
+
+
+def find_deployment(listing: str, name: str) -> dict | None:
+    """The named Deployment in `kubectl get deployments -o json` output, or None."""
+    found = [d for d in json.loads(listing)["items"] if d["metadata"]["name"] == name]
+    return found[0] if found else None

@@ -23,6 +23,7 @@ from pulumi import automation as auto
 from infra.bootstrap import cluster as bootstrap_cluster
 from infra.sshkeys import generate_ed25519
 from tests.fixtures.libvirt import leftovers
+from tests.helpers import find_deployment
 
 pytestmark = pytest.mark.engine
 POD = {
@@ -115,9 +116,7 @@ def answer(url: str, deadline_s: float = 120) -> str:
 
 
 def deployment(kubeconfig: Path, name: str) -> dict | None:
-    proc_out = kubectl(kubeconfig, "get", "deployments", "-o", "json")
-    found = [d for d in json.loads(proc_out)["items"] if d["metadata"]["name"] == name]
-    return found[0] if found else None
+    return find_deployment(kubectl(kubeconfig, "get", "deployments", "-o", "json"), name)
 
 
 def check_workloads(stack, make_stack, kubeconfig: Path, url: str, tmp_path: Path) -> None:

@@ -10,11 +10,11 @@ reads it through a StackReference exactly as it reads a real cluster stack.
 
 from __future__ import annotations
 
-import json
-
 import pulumi
 import pytest
 from pulumi import automation as auto
+
+from tests.helpers import find_deployment
 
 pytestmark = pytest.mark.engine
 
@@ -36,9 +36,7 @@ def cluster_stack(kube_cluster, engine_env, project):
 
 
 def deployment(kube, name: str, namespace: str = "default") -> dict | None:
-    items = json.loads(kube.kubectl("get", "deployments", "-n", namespace, "-o", "json"))["items"]
-    found = [d for d in items if d["metadata"]["name"] == name]
-    return found[0] if found else None
+    return find_deployment(kube.kubectl("get", "deployments", "-n", namespace, "-o", "json"), name)
 
 
 def test_apps_stack_scales_rolls_and_removes_the_demo_app(kube_cluster, cluster_stack, make_stack, tmp_path):

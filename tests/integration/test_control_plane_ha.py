@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import yaml
 
 from tests.fixtures.kube import ControlPlane, get, leftover_processes, start_control_plane, wait, wait_node_ready
+from tests.helpers import deployment_manifest
 from tests.kubelocal import FAKE_NODES, THREE
 
 FAILOVER_SECONDS = 180.0
@@ -70,16 +70,6 @@ def ready(cp: ControlPlane) -> dict[str, str]:
             for n in nodes}
 
 
-def deployment(name: str, replicas: int) -> str:
-    labels = {"app": name}
-    return yaml.safe_dump({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [{"name": name, "image": "vmkube.local/hello:1.0"}]}}},
-    })
-
-
 def test_three_control_planes_keep_serving_when_the_leading_one_is_lost(ha: ControlPlane):
     cps = {n.name: n for n in THREE.control_planes}
     assert etcd_members(ha, cps["cp-1"].ip) == ["cp-1", "cp-2", "cp-3"]
@@ -108,7 +98,7 @@ def test_three_control_planes_keep_serving_when_the_leading_one_is_lost(ha: Cont
 
     # Controllers and scheduler work again: a new Deployment reaches its replicas.
     ha.kubectl("create", "namespace", "ha")
-    ha.kubectl("apply", "-n", "ha", "-f", "-", input=deployment("after-loss", 2))
+    ha.kubectl("apply", "-n", "ha", "-f", "-", input=deployment_manifest("after-loss", 2))
     ha.kubectl("rollout", "status", "-n", "ha", "deployment/after-loss", f"--timeout={ROLLOUT_SECONDS}s",
                timeout=ROLLOUT_SECONDS + 10)
     # The node agents keep renewing their leases through haproxy, so their nodes stay Ready.

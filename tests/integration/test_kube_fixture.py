@@ -9,24 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from infra.bootstrap import render
 from tests.fixtures import kube
 from tests.fixtures.kube import ControlPlane, leftover_processes, start_control_plane
+from tests.helpers import deployment_manifest
 from tests.kubelocal import FAKE_NODES, ONE, PER_NODE, THREE, Ports, commands, layout
 
 ROLLOUT_SECONDS = 60
-
-
-def _deployment(name: str, replicas: int) -> str:
-    labels = {"app": name}
-    return yaml.safe_dump({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [{"name": name, "image": "vmkube.local/hello:1.0"}]}}},
-    })
 
 
 def test_api_is_ready_with_the_fake_nodes(kube_cluster: ControlPlane):
@@ -40,7 +30,7 @@ def test_api_is_ready_with_the_fake_nodes(kube_cluster: ControlPlane):
 def test_a_deployment_reaches_its_replicas(kube_cluster: ControlPlane):
     kube_cluster.kubectl("create", "namespace", "fixture-rollout")
     start = time.monotonic()
-    kube_cluster.kubectl("apply", "-n", "fixture-rollout", "-f", "-", input=_deployment("hello", 2))
+    kube_cluster.kubectl("apply", "-n", "fixture-rollout", "-f", "-", input=deployment_manifest("hello", 2))
     kube_cluster.kubectl("rollout", "status", "-n", "fixture-rollout", "deployment/hello",
                          f"--timeout={ROLLOUT_SECONDS}s", timeout=ROLLOUT_SECONDS + 10)
     elapsed = time.monotonic() - start
