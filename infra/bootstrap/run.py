@@ -6,9 +6,11 @@ over a converged cluster runs no mutating command (Session.mutations counts).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shlex
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +129,12 @@ class Services:
     units: tuple[str, ...]
     roles: tuple[str, ...]
     title: str = "start services"
+    # Restarting every control plane's components at once would take etcd's quorum and
+    # all API servers away together, so with several they restart one node at a time,
+    # each waiting until its node serves again. First starts stay parallel: etcd members
+    # wait for each other.
+    rolling: bool = False
+    _turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def applies(self, node: Node) -> bool:
         return node.role in self.roles
@@ -141,6 +149,7 @@ class Services:
         changed = self.inputs.changed.get(node.name, [])
         if any(p.startswith("/etc/systemd/system/") for p in changed):
             node.session.run(["systemctl", "daemon-reload"], sudo=True, change=True)
+        restart = []
         for unit in units:
             active, enabled = (facts.get(unit, ["unknown", "unknown"]) + ["unknown"])[:2]
             touched = any(p.startswith(prefix) for p in changed for prefix in UNIT_INPUTS[unit])
@@ -150,12 +159,41 @@ class Services:
                 log.info("%s: starting %s", node.name, unit)
                 node.session.run(["systemctl", "restart", unit], sudo=True, change=True)
             elif touched:
+                restart.append(unit)
+        if not restart:
+            return
+        with self._turn if self.rolling else contextlib.nullcontext():
+            for unit in restart:
                 log.info("%s: restarting %s (its configuration changed)", node.name, unit)
                 node.session.run(["systemctl", "restart", unit], sudo=True, change=True)
+            if self.rolling:
+                log.info("%s: waiting for this control plane to serve before the next one restarts", node.name)
+                EtcdHealthy().run(node)
+                ApiReady().run(node)
 
 
 def kubectl(node: Node, args: str, check: bool = True, timeout: float = 120, change: bool = False):
     return node.session.run(f"{KUBECTL} {args}", sudo=True, check=check, timeout=timeout, change=change)
+
+
+@dataclass
+class EtcdHealthy:
+    title: str = "wait for the local etcd member"
+
+    def run(self, node: Node) -> None:
+        p = render.PKI_DIR
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            result = node.session.run(
+                [f"{render.BIN_DIR}/etcdctl", "--endpoints=https://127.0.0.1:2379", f"--cacert={p}/etcd/ca.crt",
+                 f"--cert={p}/apiserver-etcd-client.crt", f"--key={p}/apiserver-etcd-client.key",
+                 "--command-timeout=5s", "endpoint", "health"], sudo=True, check=False)
+            if result.ok:
+                return
+            if time.monotonic() > deadline:
+                raise BootstrapError(f"etcd did not become healthy within {READY_TIMEOUT:.0f}s: "
+                                     f"{(result.stderr or result.stdout).strip()[-300:]}")
+            time.sleep(5)
 
 
 @dataclass
@@ -256,7 +294,8 @@ def bootstrap(nodes: list[Node], inputs: Inputs, memory_mb: Mapping[str, int]) -
         Configure(inputs),
         Images(inputs),
         Services(inputs, ("vmkube-routes", "containerd"), ALL_ROLES, title="start node services"),
-        Services(inputs, render.CONTROL_PLANE_UNITS, ("control-plane",), title="start the control plane"),
+        Services(inputs, render.CONTROL_PLANE_UNITS, ("control-plane",), title="start the control plane",
+                 rolling=len(cps) > 1),
         ApiReady(),
         Services(inputs, ("haproxy",), ("worker",), title="start the API load balancer on workers"),
         Services(inputs, ("kubelet", "kube-proxy"), ALL_ROLES, title="start kubelets"),
