@@ -148,3 +148,20 @@ def test_libvirt_lifecycle_on_real_qemu(system_libvirt, node_image, vm_prefix, m
     finally:
         stack.destroy(**QUIET)
     assert leftovers(system_libvirt, vm_prefix) == []
+
+
+def test_a_provider_error_reads_as_vmkubes_message(vcsim, make_stack):
+    """A refused vCenter login fails `up` with vmkube's message and hint, not a page of Python frames."""
+    stack = make_stack("vc-denied", config=vsphere_config(vcsim), secrets={"vsphere.password": "not-the-password"})
+    lines: list[str] = []
+    with pytest.raises(auto.errors.CommandError) as failed:
+        stack.up(on_output=lines.append)
+    text = "\n".join(lines) + str(failed.value)
+    refused = (f"vCenter {vcsim.server} (vmkube:vsphere.server): login refused for 'vmkube'; "
+               "check vmkube:vsphere.user and vmkube:vsphere.password")
+    # What the progress view shows on the failing resource's line, and the diagnostics.
+    assert f"vc-denied-control-plane-vms **creating failed** error: {refused}" in text, text
+    assert f"    error: {refused}" in text, text
+    assert "Traceback" not in text and "File \"" not in text, text
+    assert "not-the-password" not in text
+    assert vmkube_vms(vcsim) == {}
