@@ -4,7 +4,7 @@ one section each; a section not run keeps its earlier table there.
 Ratios are measured inside one run (the machines are noisy); medians where a
 measurement repeats. Cold toolchain builds take minutes: their times are the
 ones recorded when the cache was filled, unless BENCH_COLD=1 rebuilds into
-empty caches now. BENCH_ONLY=toolchain,preview,vcsim,ssh,workloads,libvirt,cluster picks sections.
+empty caches now. BENCH_ONLY=toolchain,preview,vcsim,ssh,workloads,ha,libvirt,cluster picks sections.
 """
 
 from __future__ import annotations
@@ -383,8 +383,47 @@ def workloads_rows() -> list[Row]:
     return rows
 
 
+def ha_rows() -> list[Row]:
+    """Three control planes on loopback (tests/fixtures/kube.py) losing the one leading the controllers."""
+    import tempfile
+
+    from tests.fixtures.kube import get, start_control_plane
+    from tests.kubelocal import THREE
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="vmkube-bench-ha-") as tmp:
+        with start_control_plane(Path(tmp), THREE) as cp:
+            rows.append(("ha: three control planes and haproxy start", f"{cp.started_seconds:.1f} s",
+                         "test fixture: etcd, API servers, controllers, schedulers, kwok"))
+            deadline = time.monotonic() + 180
+            while cp.leader("kube-controller-manager") is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if cp.leader("kube-controller-manager") is None:
+                raise SystemExit("bench ha: no controller manager took the lease within 180 s")
+            lost = THREE.node(cp.leader("kube-controller-manager"))
+            cp.kill(lost)
+            start = time.monotonic()
+            answered = sum(get(f"{cp.server}/api/v1/namespaces/default", cp.tls())[0] == 200 for _ in range(30))
+            answers = time.monotonic() - start
+            rows.append(("ha: new requests answered right after the loss", f"{answered} of 30",
+                         f"in {answers:.1f} s; haproxy retries a refused connection on another server"))
+            while cp.leader("kube-controller-manager") in (None, lost.name) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            rows.append(("ha: controller manager leadership moved after", f"{time.monotonic() - start:.0f} s",
+                         "bounded by the 60 s lease (--leader-elect-lease-duration)"))
+            cp.start(lost)
+            back = time.monotonic()
+            while get(f"https://{lost.ip}:{cp.ports.apiserver}/readyz", cp.tls())[0] != 200:
+                if time.monotonic() > back + 180:
+                    raise SystemExit(f"bench ha: {lost.name} not ready within 180 s of its restart")
+                time.sleep(0.2)
+            rows.append(("ha: the lost control plane serves again after restart", f"{time.monotonic() - back:.1f} s",
+                         "etcd rejoins with its data, then the API server is ready"))
+    return rows
+
+
 SECTIONS = {"toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "ssh": ssh_rows,
-            "workloads": workloads_rows,
+            "workloads": workloads_rows, "ha": ha_rows,
             "libvirt": libvirt_rows, "cluster": cluster_rows}
 
 

@@ -47,18 +47,6 @@ def post_etcd(cp: ControlPlane, ip: str, path: str) -> tuple[int, bytes]:
         return resp.status, resp.read()
 
 
-def leader(cp: ControlPlane, component: str) -> str | None:
-    """The control plane whose process last took the component's lease, from their logs."""
-    took = {}
-    for node in THREE.control_planes:
-        lines = cp.log_tail(f"{node.name}/{component}", chars=10**7).splitlines()
-        stamps = [line.split()[1] for line in lines
-                  if "successfully acquired lease" in line and f"kube-system/{component}" in line]
-        if stamps:
-            took[node.name] = stamps[-1]
-    return max(took, key=took.get) if took else None
-
-
 def lease_renewed(cp: ControlPlane, node: str) -> datetime:
     lease = json.loads(cp.kubectl("get", "lease", "-n", "kube-node-lease", node, "-o", "json"))
     return datetime.fromisoformat(lease["spec"]["renewTime"].replace("Z", "+00:00"))
@@ -76,9 +64,9 @@ def test_three_control_planes_keep_serving_when_the_leading_one_is_lost(ha: Cont
     readyz = ha.kubectl("get", "--raw", "/readyz?verbose")
     assert "[+]etcd ok" in readyz and "readyz check passed" in readyz
     deadline = time.monotonic() + FAILOVER_SECONDS
-    wait(ha, "kube-controller-manager", "a leader", lambda: leader(ha, "kube-controller-manager") is not None,
+    wait(ha, "kube-controller-manager", "a leader", lambda: ha.leader("kube-controller-manager") is not None,
          deadline)
-    lost = cps[leader(ha, "kube-controller-manager")]
+    lost = cps[ha.leader("kube-controller-manager")]
 
     ha.kill(lost)
     killed_at = datetime.now(timezone.utc)
@@ -93,7 +81,7 @@ def test_three_control_planes_keep_serving_when_the_leading_one_is_lost(ha: Cont
     for node in survivors:  # quorum: two of three members
         assert get(f"https://{node.ip}:{ha.ports.etcd}/health", ha.etcd_tls())[0] == 200
     wait(ha, "kube-controller-manager", "a leader on another control plane",
-         lambda: leader(ha, "kube-controller-manager") not in (None, lost.name), deadline)
+         lambda: ha.leader("kube-controller-manager") not in (None, lost.name), deadline)
     failover = time.monotonic() - start
 
     # Controllers and scheduler work again: a new Deployment reaches its replicas.
