@@ -3,7 +3,6 @@
 #   make preview STACK=dev     show what `up` would change
 #   make destroy STACK=local   remove everything the stack created
 #   make test                  everything CI runs
-#   make test-ha               three control-plane VMs losing one (opt-in: about half an hour)
 #   make bench                 benchmarks; the table also goes to bench/latest.md
 #   make toolchain             build the offline toolchain (pulumi, language host, vcsim, Kubernetes, etcd)
 #   make image                 build the libvirt node image (Debian 12, from Debian packages)
@@ -14,7 +13,7 @@ PYTHON := .venv/bin/python
 # The local stack runs on this machine's libvirt: it needs the host set up and the image built.
 LOCAL := $(if $(filter local,$(STACK)),image,)
 
-.PHONY: up preview destroy test test-ha bench toolchain venv stack host image
+.PHONY: up preview destroy test bench toolchain venv stack host image
 
 host:
 	@tools/host-setup
@@ -49,9 +48,6 @@ destroy: venv toolchain
 
 test: venv toolchain image
 	$(PYTHON) -m pytest
-
-test-ha: venv toolchain image
-	$(PYTHON) -m pytest -m ha_vms tests/e2e/test_ha_vms.py
 
 bench: venv toolchain image
 	$(PYTHON) tools/bench.py
