@@ -5,6 +5,8 @@ each component the flags vmkube gives it, and leaves no process behind."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -98,3 +100,28 @@ def test_a_missing_binary_fails_naming_it(tmp_path: Path, monkeypatch: pytest.Mo
         with start_control_plane(tmp_path / "work"):
             pass
     assert f"{tmp_path}/kwok/kwok (tools/build kwok)" in str(failed.value)
+
+
+def test_a_component_dies_with_the_process_that_started_it():
+    """If pytest is killed, its control plane goes with it (setpriv --pdeathsig)."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; from tests.fixtures.kube import DIE_WITH_PARENT; "
+         "child = subprocess.Popen([*DIE_WITH_PARENT, 'sleep', '300'], start_new_session=True); "
+         "print(child.pid, flush=True); time.sleep(300)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    child = int(starter.stdout.readline())
+    assert _alive(child)
+    starter.kill()
+    starter.wait()
+    deadline = time.monotonic() + 10
+    while _alive(child):
+        assert time.monotonic() < deadline, f"pid {child} outlived the process that started it"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
