@@ -7,6 +7,7 @@ over a converged cluster runs no mutating command (Session.mutations counts).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import shlex
@@ -172,7 +173,7 @@ class Services:
                 node.session.run(["systemctl", "restart", unit], sudo=True, change=True)
             if self.rolling:
                 log.info("%s: waiting for this control plane to serve before the next one restarts", node.name)
-                EtcdHealthy().run(node)
+                etcd_healthy(node)
                 ApiReady().run(node)
 
 
@@ -180,24 +181,25 @@ def kubectl(node: Node, args: str, check: bool = True, timeout: float = 120, cha
     return node.session.run(f"{KUBECTL} {args}", sudo=True, check=check, timeout=timeout, change=change)
 
 
-@dataclass
-class EtcdHealthy:
-    title: str = "wait for the local etcd member"
+def _poll(what: str, attempt) -> None:
+    """Runs attempt() every 5 s until its result is ok; fails naming what did not get there."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        result = attempt()
+        if result.ok:
+            return
+        if time.monotonic() > deadline:
+            raise BootstrapError(f"{what} did not become ready within {READY_TIMEOUT:.0f}s: "
+                                 f"{(result.stderr or result.stdout).strip()[-300:]}")
+        time.sleep(5)
 
-    def run(self, node: Node) -> None:
-        p = render.PKI_DIR
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            result = node.session.run(
-                [f"{render.BIN_DIR}/etcdctl", "--endpoints=https://127.0.0.1:2379", f"--cacert={p}/etcd/ca.crt",
-                 f"--cert={p}/apiserver-etcd-client.crt", f"--key={p}/apiserver-etcd-client.key",
-                 "--command-timeout=5s", "endpoint", "health"], sudo=True, check=False)
-            if result.ok:
-                return
-            if time.monotonic() > deadline:
-                raise BootstrapError(f"etcd did not become healthy within {READY_TIMEOUT:.0f}s: "
-                                     f"{(result.stderr or result.stdout).strip()[-300:]}")
-            time.sleep(5)
+
+def etcd_healthy(node: Node) -> None:
+    p = render.PKI_DIR
+    _poll("etcd", lambda: node.session.run(
+        [f"{render.BIN_DIR}/etcdctl", "--endpoints=https://127.0.0.1:2379", f"--cacert={p}/etcd/ca.crt",
+         f"--cert={p}/apiserver-etcd-client.crt", f"--key={p}/apiserver-etcd-client.key",
+         "--command-timeout=5s", "endpoint", "health"], sudo=True, check=False))
 
 
 @dataclass
@@ -208,15 +210,13 @@ class ApiReady:
         return node.role == "control-plane"
 
     def run(self, node: Node) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            result = kubectl(node, "get --raw /readyz", check=False)
-            if result.ok and result.stdout.strip() == "ok":
-                return
-            if time.monotonic() > deadline:
-                raise BootstrapError(f"the API server did not become ready within {READY_TIMEOUT:.0f}s: "
-                                     f"{(result.stderr or result.stdout).strip()[-300:]}")
-            time.sleep(5)
+        # kubectl exits 0 with a body other than "ok" while checks still fail.
+        _poll("the API server", lambda: _readyz(node))
+
+
+def _readyz(node: Node):
+    result = kubectl(node, "get --raw /readyz", check=False)
+    return result if result.stdout.strip() == "ok" else dataclasses.replace(result, code=result.code or 1)
 
 
 @dataclass
