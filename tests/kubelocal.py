@@ -1,7 +1,7 @@
 """Local control planes for the kube fixtures, as data: vmkube's plan for one or
 three control planes on loopback addresses, each component's command line, its files.
 
-Command lines come from vmkube's own builders (infra/bootstrap/render.py) with a
+Command lines come from vmkube's own builders (vmkube/bootstrap/render.py) with a
 Layout that puts the files in a work directory; only what several processes on one
 host cannot share is changed: listen addresses and ports, and etcd's disk flushes.
 Certificates come from vmkube's PKI code.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from infra import pki
-from infra.bootstrap import render
-from infra.bootstrap.plan import API_PORT, CAS, Plan, PlanNode, wanted_certs
+from vmkube import pki
+from vmkube.bootstrap import render
+from vmkube.bootstrap.plan import API_PORT, CAS, Plan, PlanNode, wanted_certs
 
 ONE = Plan("vmkube-local", "", "10.244.0.0/16", "10.96.0.0/12",
            (PlanNode("cp-1", "control-plane", "127.0.0.1", "10.244.0.0/24"),))
@@ -74,7 +74,8 @@ def node_dir(work: Path, node: PlanNode) -> Path:
 def layout(work: Path, node: PlanNode, ports: Ports) -> render.Layout:
     d = node_dir(work, node)
     return render.Layout(pki=str(d / "pki"), conf=str(d), etcd_data=str(d / "etcd"), etcd_port=ports.etcd,
-                         etcd_peer_port=ports.etcd_peer, api_port=ports.apiserver)
+                         etcd_peer_port=ports.etcd_peer, api_port=ports.apiserver,
+                         audit_log=str(d / "audit" / "audit.log"))
 
 
 def with_flags(args: list[str], binary: Path, **flags: object) -> list[str]:
@@ -114,6 +115,7 @@ def certificates(plan: Plan) -> dict[str, pki.CertKey]:
     """Everything vmkube issues for the plan's cluster, fresh."""
     certs = pki.ensure({}, wanted_certs(plan), CAS)
     certs["service-account"] = pki.service_account_key()
+    certs["encryption"] = pki.encryption_key()
     return certs
 
 
@@ -128,16 +130,20 @@ def write_files(work: Path, plan: Plan, ports: Ports, server: str) -> None:
         for f in render.control_plane_files(plan, node, certs):
             if f.path.startswith(render.PKI_DIR + "/"):
                 _write(d / "pki" / f.path[len(render.PKI_DIR) + 1:], f.content, f.mode)
+            elif f.path.rsplit("/", 1)[-1] in (render.ENCRYPTION_CONFIG, render.AUDIT_POLICY):
+                _write(d / f.path.rsplit("/", 1)[-1], f.content, f.mode)
         own = f"https://{node.ip}:{ports.apiserver}"
         for name, user in (("controller-manager", "system:kube-controller-manager"),
                            ("scheduler", "system:kube-scheduler")):
             _write(d / f"{name}.conf", pki.kubeconfig(plan.cluster, own, ca, user, certs[name]))
     _write(work / "ca.crt", ca)
     _write(work / "etcd-ca.crt", certs["etcd-ca"].cert)
-    for name in ("admin", "apiserver-etcd-client"):
+    for name in ("super-admin", "apiserver-etcd-client"):
         _write(work / f"{name}.crt", certs[name].cert)
         _write(work / f"{name}.key", certs[name].key)
-    admin = pki.kubeconfig(plan.cluster, server, ca, "vmkube-admin", certs["admin"])
+    # The tests act as vmkube's bootstrap does: with the super-admin (the operator's admin
+    # group has its rights only once the bootstrap has bound it).
+    admin = pki.kubeconfig(plan.cluster, server, ca, "vmkube-super-admin", certs["super-admin"])
     _write(work / "admin.conf", admin)
     _write(work / "kwok.conf", admin)
 

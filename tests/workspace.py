@@ -13,7 +13,7 @@ from pulumi import automation as auto
 from tests.helpers import ROOT
 
 PASSPHRASE = "vmkube-tests-passphrase"
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "infra", "workloads", "tools")
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "vmkube", "infra", "workloads", "tools")
 # tools/build lays each of these out like $PULUMI_HOME/plugins.
 PLUGIN_TOOLS = ("pulumi-resource-kubernetes",)
 
@@ -59,6 +59,8 @@ def engine_env(base: Path, project: Path) -> dict[str, str]:
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_RUNTIME_VIRTUALENV": str(project / ".venv"),
+        # The etcd snapshots `up` takes before disruptive steps: the test's, gone with it.
+        "VMKUBE_DATA": str(base / "data"),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -23,11 +24,12 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from infra import config  # noqa: E402
-from infra.sshkeys import generate_ed25519  # noqa: E402
-from infra.workloads import list_apps  # noqa: E402
+from vmkube import config  # noqa: E402
+from vmkube.sshkeys import generate_ed25519  # noqa: E402
+from vmkube.workloads import list_apps  # noqa: E402
 from tests import sshcheck, workspace  # noqa: E402
-from tests.fixtures.vcsim import PASSWORD, TEMPLATE, USER, GuestAgent, _start, _stop  # noqa: E402
+from tests.fixtures import vcsim  # noqa: E402
+from tests.fixtures.vcsim import PASSWORD, TEMPLATE, USER, GuestAgent  # noqa: E402
 from tests.helpers import example_raw  # noqa: E402
 from tests.tls import make_ca_and_server_cert  # noqa: E402
 
@@ -53,7 +55,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = No
 
 
 def tool_dir(tool: str) -> Path:
-    return Path(run(["bash", "-c", f'. "{ROOT}/tools/lib.sh" && vmkube_tool_dir {tool}']).strip())
+    return Path(run([str(ROOT / "tools" / "build"), "--tool-dir", tool]).strip())
 
 
 def bin_dir() -> str:
@@ -122,15 +124,11 @@ def vcsim_rows() -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         ca = make_ca_and_server_cert(Path(tmp) / "tls", "127.0.0.1")
         for n in (1, 5, 20):
-            sim = _start(Path(tmp), ca)
+            sim = vcsim.start(ca)
             agent = GuestAgent(sim)
             ws = Workspace()
             try:
-                si = sim.connect()
-                template = si.RetrieveContent().searchIndex.FindByInventoryPath(f"DC0/vm/{TEMPLATE}")
-                template.PowerOffVM_Task()
-                time.sleep(0.5)
-                template.MarkAsTemplate()
+                vcsim.make_template(sim)
                 agent.thread.start()
                 cfg = {"name": "b", "hypervisor": "vsphere",
                        "vsphere": {"server": sim.server, "user": USER, "datacenter": "DC0", "cluster": "DC0_C0",
@@ -146,7 +144,7 @@ def vcsim_rows() -> list[Row]:
                 stack.destroy(**QUIET)
             finally:
                 agent.stop.set()
-                _stop(sim)
+                vcsim.stop(sim)
                 ws.close()
     rows = [(f"vcsim: `pulumi up` of {n} VM{'s' if n > 1 else ''}", f"{w:.1f} s", "one run each")
             for n, w in walls.items()]
@@ -233,9 +231,9 @@ def ssh_rows() -> list[Row]:
     (sshd and the commands: on a real node, that node's own CPU), and the
     wall(8) / wall(1) that this much CPU allows at best on these cores.
     """
-    from infra.phases import Node, run_phases
-    from infra.preflight import Preflight
-    from infra.ssh import Session
+    from vmkube.nodes.phases import Node, run_phases
+    from vmkube.bootstrap.preflight import Preflight
+    from vmkube.nodes.ssh import Session
     from tests.fixtures.sshd import open_lab
 
     cores = os.cpu_count() or 1
@@ -389,42 +387,113 @@ def ha_rows() -> list[Row]:
 
     from tests.fixtures.kube import get, start_control_plane
     from tests.kubelocal import THREE
+    from vmkube.waiting import wait_for
+
+    CM = "kube-controller-manager"
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="vmkube-bench-ha-") as tmp:
         with start_control_plane(Path(tmp), THREE) as cp:
             rows.append(("ha: three control planes and haproxy start", f"{cp.started_seconds:.1f} s",
                          "test fixture: etcd, API servers, controllers, schedulers, kwok"))
-            deadline = time.monotonic() + 180
-            while cp.leader("kube-controller-manager") is None and time.monotonic() < deadline:
-                time.sleep(0.5)
-            if cp.leader("kube-controller-manager") is None:
-                raise SystemExit("bench ha: no controller manager took the lease within 180 s")
-            lost = THREE.node(cp.leader("kube-controller-manager"))
+            leader = wait_for("a controller manager leading", lambda: (bool(cp.leader(CM)), cp.leader(CM)),
+                              timeout=180, interval=0.5)
+            lost = THREE.node(leader)
             cp.kill(lost)
             start = time.monotonic()
             answered = sum(get(f"{cp.server}/api/v1/namespaces/default", cp.tls())[0] == 200 for _ in range(30))
             answers = time.monotonic() - start
             rows.append(("ha: new requests answered right after the loss", f"{answered} of 30",
                          f"in {answers:.1f} s; haproxy retries a refused connection on another server"))
-            while cp.leader("kube-controller-manager") in (None, lost.name) and time.monotonic() < deadline:
-                time.sleep(0.5)
+            wait_for("another controller manager leading", lambda: (cp.leader(CM) not in (None, lost.name), None),
+                     timeout=180, interval=0.5)
             rows.append(("ha: controller manager leadership moved after", f"{time.monotonic() - start:.0f} s",
                          "bounded by the 60 s lease (--leader-elect-lease-duration)"))
             cp.start(lost)
             back = time.monotonic()
-            while get(f"https://{lost.ip}:{cp.ports.apiserver}/readyz", cp.tls())[0] != 200:
-                if time.monotonic() > back + 180:
-                    raise SystemExit(f"bench ha: {lost.name} not ready within 180 s of its restart")
-                time.sleep(0.2)
+            url = f"https://{lost.ip}:{cp.ports.apiserver}/readyz"
+            wait_for(f"{lost.name}'s API server", lambda: (get(url, cp.tls())[0] == 200, None), timeout=180,
+                     interval=0.2)
             rows.append(("ha: the lost control plane serves again after restart", f"{time.monotonic() - back:.1f} s",
                          "etcd rejoins with its data, then the API server is ready"))
     return rows
 
 
-SECTIONS = {"toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "ssh": ssh_rows,
-            "workloads": workloads_rows, "ha": ha_rows,
-            "libvirt": libvirt_rows, "cluster": cluster_rows}
+
+
+def snapshot_rows() -> list[Row]:
+    """etcd snapshot and restore of a keyspace of 1000 values of 10 KiB: vmkube's etcd on a
+    host of the SSH lab (tests/fixtures/etcdnode.py), through OpenSSH, checked by etcdutl."""
+    import tempfile
+    from datetime import datetime, timezone
+
+    from tests.fixtures.etcdnode import etcd_on
+    from tests.fixtures.sshd import open_lab
+    from vmkube.bootstrap import restore, snapshot
+
+    with tempfile.TemporaryDirectory(prefix="vmkube-bench-snapshot-") as tmp, open_lab(Path(tmp)) as lab, \
+            etcd_on(lab, "direct", Path(tmp)) as node:
+        put = " ".join(node.etcdctl)
+        start = time.monotonic()
+        node.session.run(f"v=$(head -c 10240 /dev/zero | tr '\\0' x); for i in $(seq 1000); do "
+                         f"{put} put /registry/configmaps/bench/cm-$i \"$v\" >/dev/null || exit 1; done",
+                         label="writing 1000 values of 10 KiB")
+        fill = time.monotonic() - start
+        start = time.monotonic()
+        snap = snapshot.take(node.session, Path(tmp) / "snapshots", why="bench", etcdutl=node.etcd / "etcdutl",
+                             keep=1, at=node.at, etcdctl=node.etcdctl[0])
+        took = time.monotonic() - start
+        node.stop()
+        stage = Path(tmp) / "stage"
+        start = time.monotonic()
+        node.session.put_many([((node.etcd / "etcdutl").read_bytes(), f"{stage}/etcdutl", 0o700),
+                               (snap.path.read_bytes(), f"{stage}/snapshot.db", 0o600)], sudo=True)
+        member = restore.Member("cp-1", "127.0.0.1")
+        node.session.run(restore.restore_script(member, [member], datetime.now(timezone.utc).strftime(snapshot.STAMP),
+                                                node.at, stage=str(stage)), sudo=True)
+        restored = time.monotonic() - start
+        start = time.monotonic()
+        node.start()
+        back = time.monotonic() - start
+        count = node.session.run([*node.etcdctl, "get", "--prefix", "--count-only", "--write-out=fields",
+                                  "/registry/configmaps/bench/"]).stdout
+    keys = next((line.split(":")[1].strip() for line in count.splitlines() if line.startswith('"Count"')), "?")
+    return [
+        ("snapshot: keyspace", f"{snap.size / 2**20:.1f} MiB", f"{snap.keys} keys, revision {snap.revision}; "
+                                                               f"written in {fill:.0f} s"),
+        ("snapshot: save, copy over SSH, check", f"{took:.2f} s", "etcdctl snapshot save, SFTP, etcdutl snapshot status"),
+        ("snapshot: restore on the node", f"{restored:.2f} s", "upload (snapshot + etcdutl), etcdutl snapshot restore, swap"),
+        ("snapshot: etcd serving again after the restore", f"{back:.2f} s", f"{keys} of 1000 values back"),
+    ]
+
+
+def cold_rows(env: str, how: str) -> list[Row]:
+    """A cold install as `.ci/run` logged it (the log's path in ``env``): every step and
+    every tool it built. CI measures it, not this script: a cold run takes up to an hour."""
+    log_path = os.environ.get(env)
+    if not log_path:
+        raise SystemExit(f"bench: set {env} to the log of a `.ci/run` (bash .ci/run > ci.log 2>&1)")
+    text = Path(log_path).read_text(errors="replace")
+    how = os.environ.get(f"{env}_HOW", how)  # what the run was, when the log's own story needs telling
+    rows: list[Row] = []
+    for name, seconds in re.findall(r"^(?:\S+ )?vmkube: built (\S+) in (\d+)s$", text, re.M):
+        rows.append((f"build {name}", f"{seconds} s", how))
+    for image_seconds in re.findall(r"vmkube: built the node image in (\d+)s$", text, re.M):
+        rows.append(("build the node image", f"{image_seconds} s", how))
+    for minutes, seconds in re.findall(r"^(?:\S+ )?Duration: (\d+)m(\d+)s$", text, re.M):
+        rows.append(("`pulumi up` of the local stack", f"{int(minutes) + int(seconds) / 60:.1f} min", how))
+    for step, seconds in re.findall(r"^ci: (.+?) done in (\d+)s$", text, re.M):
+        rows.append((step, f"{int(seconds) / 60:.1f} min" if int(seconds) > 120 else f"{seconds} s", how))
+    tests = re.search(r"^=+ (?:(\d+) failed, )?(\d+) passed.* in ([\d.]+)s", text, re.M)
+    if tests:
+        failed = f", {tests.group(1)} failed" if tests.group(1) else ""
+        rows.append(("make test", f"{float(tests.group(3)) / 60:.1f} min", f"{tests.group(2)} passed{failed}"))
+    total = re.search(r"^ci: total (\d+)s", text, re.M)
+    if total:
+        rows.append(("`.ci/run` in all", f"{int(total.group(1)) / 60:.1f} min", how))
+    if not rows:
+        raise SystemExit(f"bench: no timings found in {log_path}")
+    return rows
 
 
 def section_text(name: str, rows: list[Row]) -> str:
@@ -447,8 +516,23 @@ def earlier_sections(path: Path) -> dict[str, str]:
     return {n: text.rstrip("\n") + "\n" for n, text in found.items()}
 
 
+SECTIONS = {
+    "ci": lambda: cold_rows("BENCH_CI_LOG", "CI as it runs: fresh clone, empty module and vmkube caches, "
+                                            "Go build cache warm"),
+    "cold": lambda: cold_rows("BENCH_COLD_LOG", "fresh clone, every cache empty (Go module and build, "
+                                                "vmkube, pip, state, passphrase)"),
+    "cold-ci": lambda: cold_rows("BENCH_COLD_CI_LOG", "`bash .ci/run` on a fresh machine: every cache empty, "
+                                                      "Go build cache included"),
+    "toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "ssh": ssh_rows,
+            "workloads": workloads_rows, "ha": ha_rows, "snapshot": snapshot_rows,
+            "libvirt": libvirt_rows, "cluster": cluster_rows}
+
+
 def main() -> None:
-    only = [s for s in os.environ.get("BENCH_ONLY", "").split(",") if s] or list(SECTIONS)
+    # The ci and cold sections read a CI log rather than measure: only when one is given.
+    logs = {"ci": "BENCH_CI_LOG", "cold": "BENCH_COLD_LOG", "cold-ci": "BENCH_COLD_CI_LOG"}
+    only = [s for s in os.environ.get("BENCH_ONLY", "").split(",") if s] or \
+        [s for s in SECTIONS if s not in logs or os.environ.get(logs[s])]
     fresh: dict[str, str] = {}
     for name in only:
         print(f"bench: {name} …", file=sys.stderr, flush=True)

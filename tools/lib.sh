@@ -2,6 +2,9 @@
 # Sourced, never run. Everything lands outside the repo, keyed by what built it.
 
 VMKUBE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Caches, state and the passphrase hold binaries others must not swap and secrets
+# others must not read: everything the tools create is private to this user.
+umask 077
 VMKUBE_CACHE=${VMKUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmkube}
 VMKUBE_DATA=${VMKUBE_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/vmkube}
 VMKUBE_CONFIG=${VMKUBE_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/vmkube}
@@ -11,18 +14,21 @@ VMKUBE_MIN_PULUMI=3.272.0
 vmkube_log() { printf 'vmkube: %s\n' "$*" >&2; }
 vmkube_die() { printf 'vmkube: error: %s\n' "$*" >&2; exit 1; }
 
-# The cache key of one wrapper module: its pins and the Go that builds it.
-vmkube_tool_key() {
-  local dir=$VMKUBE_ROOT/tools/go/$1
-  { cat "$dir/go.mod" "$dir/go.sum" "$VMKUBE_ROOT/tools/build"; go env GOVERSION; } \
-    | sha256sum | cut -c1-16
-}
-
 vmkube_tool_version() {
   sed -n "s|^\t$2 \(v[^ ]*\).*|\1|p; s|^require $2 \(v[^ ]*\).*|\1|p" "$VMKUBE_ROOT/tools/go/$1/go.mod" | head -n1
 }
 
-vmkube_tool_dir() { echo "$VMKUBE_CACHE/tools/$1-$(vmkube_tool_key "$1")"; }
+# The source directory of a module a wrapper requires, downloaded first when the
+# module cache lacks it (`go list -m -f {{.Dir}}` prints an empty line then).
+vmkube_module_dir() {  # vmkube_module_dir <tool> <module>
+  local json dir
+  json=$(cd "$VMKUBE_ROOT/tools/go/$1" && go mod download -json "$2") \
+    || vmkube_die "go mod download $2 (for $1) failed: $json"
+  dir=$(python3 -c 'import json, sys; print(json.load(sys.stdin).get("Dir", ""))' <<<"$json")
+  [ -n "$dir" ] && [ -d "$dir" ] || vmkube_die "go mod download $2 (for $1) gave no directory: $json"
+  echo "$dir"
+}
+
 
 # True when `pulumi` on PATH is new enough to run this project.
 vmkube_system_pulumi_ok() {

@@ -1,10 +1,12 @@
-"""A real Kubernetes cluster on real libvirt VMs, through the real engine:
+"""A real Kubernetes cluster on real libvirt VMs, through the real engine, on
+static addresses in a libvirt network without DHCP (made and removed by the fixture):
 1 control plane + 1 worker reach Ready (checked through the API with the
 kubeconfig output), a Pod runs on the worker from an image built here and
 imported into containerd, a bootstrap over the converged cluster runs zero
-mutating commands, no secret shows in plaintext anywhere, a wrong SSH key or an
-unreachable node fails naming the node and changes nothing, and a worker that
-leaves the config is drained and deleted with its VM."""
+mutating commands, (with RESTORE) an etcd snapshot restored on the control plane
+takes the cluster back to it (same UIDs), no secret shows in plaintext anywhere, a
+wrong SSH key or an unreachable node fails naming the node and changes nothing, and a
+worker that leaves the config is saved in a snapshot, drained and deleted with its VM."""
 
 from __future__ import annotations
 
@@ -20,15 +22,21 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from infra.bootstrap import cluster as bootstrap_cluster
-from infra.sshkeys import generate_ed25519
-from tests.fixtures.libvirt import leftovers
+from vmkube.bootstrap import converge as bootstrap_cluster, restore, snapshot
+from vmkube.contracts import BootstrapInputs, BootstrapState
+from vmkube.nodes.phases import Node
+from vmkube.nodes.ssh import Endpoint, Session
+from vmkube.roles import CONTROL_PLANE
+from vmkube.sshkeys import generate_ed25519
+from tests.fixtures.images import BUSYBOX, busybox_image, import_image
+from tools import conformance
+from tests.fixtures.libvirt import STATIC_GATEWAY, STATIC_SUBNET, leftovers
 from tests.helpers import find_deployment
 
 pytestmark = pytest.mark.engine
 POD = {
     "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sandbox-check", "namespace": "default"},
-    "spec": {"containers": [{"name": "pause", "image": "vmkube.local/pause:3.10", "imagePullPolicy": "Never"}],
+    "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10", "imagePullPolicy": "Never"}],
              "nodeSelector": {}, "tolerations": []},
 }
 
@@ -51,9 +59,17 @@ def unwrap(value):
     return value
 
 
+def toolchain_dir(tool: str) -> Path:
+    return Path(subprocess.run(["tools/build", "--tool-dir", tool], capture_output=True, text=True,
+                               cwd=Path(__file__).resolve().parents[2]).stdout.strip())
+
+
+def kubectl_binary() -> Path:
+    return toolchain_dir("kubernetes") / "kubectl"
+
+
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
-    binary = Path(subprocess.run(["tools/build", "--tool-dir", "kubernetes"], capture_output=True, text=True,
-                                 cwd=Path(__file__).resolve().parents[2]).stdout.strip()) / "kubectl"
+    binary = kubectl_binary()
     proc = subprocess.run([str(binary), "--kubeconfig", str(kubeconfig), *args], input=stdin,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -93,6 +109,17 @@ def ready_nodes(kubeconfig: Path) -> dict[str, str]:
     items = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json"))["items"]
     return {i["metadata"]["name"]: {c["type"]: c["status"] for c in i["status"]["conditions"]}["Ready"]
             for i in items}
+
+
+def all_ready(kubeconfig: Path, names: set[str], timeout: float = 180) -> dict[str, str]:
+    """Node -> Ready, once every named node is Ready (or at the deadline). Under TCG a kubelet
+    starved of CPU for a moment misses its heartbeats and reads Unknown until its next one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = ready_nodes(kubeconfig)
+        if set(seen) == names and all(v == "True" for v in seen.values()) or time.monotonic() > deadline:
+            return seen
+        time.sleep(5)
 
 
 def failed_up(stack) -> str:
@@ -157,12 +184,173 @@ def check_workloads(stack, make_stack, kubeconfig: Path, url: str, tmp_path: Pat
     assert deployment(kubeconfig, "hello") is None
 
 
+def check_restore(kubeconfig: Path, session: Session, cp: str, tmp_path: Path) -> None:
+    """Snapshot, a ConfigMap made after it, restore: the ConfigMap is gone, while the
+    cluster's identity (kube-system's and the nodes' UIDs) and its nodes are as before."""
+    etcdutl = toolchain_dir("etcd") / "etcdutl"
+    assert etcdutl.is_file(), f"{etcdutl}: missing (tools/build etcd)"
+
+    def uids() -> dict[str, str]:
+        ns = json.loads(kubectl(kubeconfig, "get", "namespace", "kube-system", "-o", "json"))
+        nodes = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json"))["items"]
+        return {"kube-system": ns["metadata"]["uid"], **{n["metadata"]["name"]: n["metadata"]["uid"] for n in nodes}}
+    before = uids()
+    with session:
+        snap = snapshot.take(session, tmp_path / "snapshots", why="before restore test", etcdutl=etcdutl, keep=2)
+        kubectl(kubeconfig, "create", "configmap", "made-after-the-snapshot", "-n", "default", "--from-literal=a=b")
+        start = time.monotonic()
+        restore.restore([Node(cp, CONTROL_PLANE, session.target.host, session)], snap.path, etcdutl,
+                        "20261202T000000Z")
+        took = time.monotonic() - start
+    assert kubectl(kubeconfig, "get", "configmap", "-n", "default", "--ignore-not-found",
+                   "made-after-the-snapshot").strip() == ""
+    assert uids() == before
+    print(f"restore of a {snap.size}-byte snapshot (revision {snap.revision}) took {took:.0f}s")
+
+
+def node_session(up, name: str, key) -> Session:
+    ip = {n["name"]: n["ip"] for n in up.outputs["nodes"].value}[name]
+    return Session(name, Endpoint(ip, 22, "vmkube", up.outputs["hostKeys"].value[name]), key.private_openssh)
+
+
+def run_pod(kubeconfig: Path, name: str, node: str, *command: str, timeout: float = 300) -> tuple[str, str]:
+    """A busybox pod on ``node`` running ``command`` to its end: (phase, logs)."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": node},
+                    "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                    "command": ["/bin/busybox", *command]}]}}
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(pod))
+    deadline = time.monotonic() + timeout
+    while True:
+        phase = json.loads(kubectl(kubeconfig, "get", "pod", name, "-o", "json"))["status"].get("phase")
+        if phase in ("Succeeded", "Failed"):
+            break
+        assert time.monotonic() < deadline, f"pod {name} still {phase}"
+        time.sleep(3)
+    logs = kubectl(kubeconfig, "logs", name)
+    kubectl(kubeconfig, "delete", "pod", name, "--wait=false")
+    return phase, logs
+
+
+def check_addons(kubeconfig: Path, sessions: list[Session], worker: str, metrics: bool, policy: bool) -> None:
+    """The add-ons on real VMs: names resolve through cluster DNS; with metrics, `kubectl top`
+    answers for every node; with policy, a NetworkPolicy that denies ingress stops a
+    connection until removed."""
+    archive = busybox_image()
+    for session in sessions:
+        with session:
+            import_image(session, BUSYBOX, archive)
+    kubectl(kubeconfig, "create", "namespace", "dns-other")
+    kubectl(kubeconfig, "create", "service", "clusterip", "echo", "--tcp=80:80", "-n", "dns-other")
+    echo_ip = kubectl(kubeconfig, "get", "service", "echo", "-n", "dns-other", "-o",
+                      "jsonpath={.spec.clusterIP}").strip()
+    phase, logs = run_pod(kubeconfig, "dns-check", worker, "sh", "-c",
+                          "nslookup kubernetes.default.svc.cluster.local && nslookup echo.dns-other.svc.cluster.local")
+    assert phase == "Succeeded" and "10.96.0.1" in logs and echo_ip in logs, logs
+    kubectl(kubeconfig, "delete", "namespace", "dns-other", "--wait=false")
+
+    deadline = time.monotonic() + 300
+    while metrics:  # metrics-server needs a scrape or two after it starts
+        top = subprocess.run([str(kubectl_binary()), "--kubeconfig", str(kubeconfig), "top", "nodes", "--no-headers"],
+                             capture_output=True, text=True)
+        names = {line.split()[0] for line in top.stdout.splitlines() if line.strip()}
+        if top.returncode == 0 and len(names) == len(sessions):
+            break
+        assert time.monotonic() < deadline, top.stderr
+        time.sleep(10)
+
+    if not policy:
+        return
+    url = "http://hello.default.svc.cluster.local/"
+    fetch = ("sh", "-c", f"wget -T 5 -q -O - {url}")
+    assert run_pod(kubeconfig, "before-policy", worker, *fetch)[0] == "Succeeded"
+    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "deny-hello", "namespace": "default"},
+            "spec": {"podSelector": {"matchLabels": {"app": "hello"}}, "policyTypes": ["Ingress"]}}
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(deny))
+    time.sleep(5)  # the policy reaches every node's enforcer
+    phase, logs = run_pod(kubeconfig, "under-policy", worker, *fetch)
+    assert phase == "Failed", logs
+    kubectl(kubeconfig, "delete", "networkpolicy", "deny-hello")
+    time.sleep(5)
+    assert run_pod(kubeconfig, "after-policy", worker, *fetch)[0] == "Succeeded"
+
+
+def check_conformance(kubeconfig: Path, sessions: list[Session], tmp_path: Path) -> None:
+    """The first rung of `make conformance` on this cluster: the upstream suite's quick spec
+    (the later rungs take hours under TCG; `make conformance` climbs them and writes
+    docs/conformance.md)."""
+    suite, images = conformance.build(toolchain_only=True)
+    conformance.import_images(sessions, images)
+    [rung] = conformance.climb(suite / "e2e.test", kubeconfig, conformance.LADDER[:1], timeout="20m")
+    conformance.write_report(tmp_path / "conformance.md", [rung], "v1.34.4", "the e2e cluster")
+    assert rung.specs and rung.count("failed") == 0, (tmp_path / "conformance.md").read_text()
+
+
+def check_hardening(kubeconfig: Path, cp: Session, bootstrap: dict) -> None:
+    """On the real control plane: the flags the processes run with, the modes of the files,
+    Secrets encrypted in etcd, and an admin kubeconfig that deleting one binding revokes."""
+    with cp:
+        def cmdline(process: str) -> str:
+            return cp.run(f"tr '\\0' ' ' < /proc/$(pgrep -o -x {process})/cmdline", sudo=True).stdout
+        api = cmdline("kube-apiserver")
+        for flag in ("--kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt",
+                     "--encryption-provider-config=/etc/kubernetes/encryption-config.yaml",
+                     "--audit-policy-file=/etc/kubernetes/audit-policy.yaml", "--profiling=false"):
+            assert flag in api, (flag, api)
+        for process in ("kube-controller-manager", "kube-scheduler"):
+            assert "--profiling=false" in cmdline(process), process
+        paths = ["/var/lib/kubelet/config.yaml", "/etc/kubernetes/admin.conf", "/etc/kubernetes/super-admin.conf",
+                 "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/ca.key", "/etc/kubernetes/pki/ca.crt",
+                 "/etc/systemd/system/kubelet.service", "/etc/kubernetes/encryption-config.yaml"]
+        modes = cp.run(["stat", "-c", "%a %n", *paths], sudo=True).stdout.split("\n")
+        assert all(line.startswith("600 ") for line in modes if line), modes
+        assert cp.run("test -s /var/log/kubernetes/audit/audit.log", sudo=True, check=False).ok
+
+        # A Secret as etcd holds it: encrypted, the plaintext nowhere in the bytes.
+        kubectl(kubeconfig, "create", "secret", "generic", "at-rest", "--from-literal=password=e2e-plaintext-42")
+        p = "/etc/kubernetes/pki"
+        raw = cp.run(f"/usr/local/bin/etcdctl --endpoints=https://127.0.0.1:2379 --cacert={p}/etcd/ca.crt "
+                     f"--cert={p}/apiserver-etcd-client.crt --key={p}/apiserver-etcd-client.key "
+                     "get /registry/secrets/default/at-rest --print-value-only | od -An -c | tr -d ' \\n'",
+                     sudo=True).stdout
+        assert "k8s:enc:secretbox:v1:vmkube-1:" in raw and "e2e-plaintext-42" not in raw, raw[:200]
+        kubectl(kubeconfig, "delete", "secret", "at-rest")
+
+        # The operator's kubeconfig is a group with a binding: deleting the binding revokes it.
+        cp.run("/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/super-admin.conf delete clusterrolebinding "
+               "vmkube:cluster-admins", sudo=True)
+        denied = subprocess.run([str(kubectl_binary()), "--kubeconfig", str(kubeconfig), "get", "nodes"],
+                                capture_output=True, text=True)
+        assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
+    # The next converge sees the binding missing and makes it again (one change, on the control plane).
+    bootstrap_cluster.converge(BootstrapInputs.from_props(unwrap(bootstrap["inputs"])),
+                               previous=BootstrapState.from_props(unwrap(bootstrap["outputs"])))
+    assert ready_nodes(kubeconfig)
+
+
+CP_ADDRESS, WORKER_ADDRESS = "192.168.151.10", "192.168.151.11"
+# The add-ons this cluster runs. Measured here (QEMU TCG, 2 host cores for both VMs): with
+# metrics-server and kube-network-policies too, the control plane VM's load reached 13 and
+# its API server timed out TLS handshakes for minutes, past the bootstrap's deadline; with
+# CoreDNS alone (one replica) it stays responsive. Set both true on a machine with KVM.
+METRICS, POLICY = False, False
+# The restore on this cluster (snapshot, ConfigMap, restore, same UIDs) restarts the whole
+# control plane, which on this machine's emulated VMs costs more minutes than CI's budget
+# holds beside the rest; the restore's script and etcdutl run on real etcd in
+# tests/integration/test_snapshot.py. Set true to see it end to end on a faster machine.
+RESTORE = False
+
+
 def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, engine_env, project,
-                            tmp_path, caplog):
+                            tmp_path, caplog, static_network):
     key = generate_ed25519(comment="e2e")
-    cfg = {"name": vm_prefix, "hypervisor": "libvirt", "libvirt": {"uri": system_libvirt},
-           "controlPlane": {"count": 1, "cpus": 2, "memoryMb": 2048, "diskGb": 8},
-           "workerPools": [{"name": "w", "count": 1, "cpus": 1, "memoryMb": 1536, "diskGb": 8}],
+    cfg = {"name": vm_prefix, "hypervisor": "libvirt", "libvirt": {"uri": system_libvirt, "network": static_network},
+           "network": {"mode": "static", "subnet": STATIC_SUBNET, "gateway": STATIC_GATEWAY},
+           "controlPlane": {"count": 1, "cpus": 2, "memoryMb": 2048, "diskGb": 8, "addresses": CP_ADDRESS},
+           "workerPools": [{"name": "w", "count": 1, "cpus": 1, "memoryMb": 1536, "diskGb": 8,
+                            "addresses": [WORKER_ADDRESS]}],
+           "kubernetes": {"addons": {"corednsReplicas": 1, "metricsServer": METRICS, "networkPolicy": POLICY}},
            "workloads": {"hello": {"replicas": 1}}}
     stack = make_stack("e2e", config=cfg, secrets={"ssh.privateKey": key.private_openssh})
     cp, worker = f"{vm_prefix}-cp-1", f"{vm_prefix}-w-1"
@@ -174,14 +362,18 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         assert up.summary.resource_changes == {"create": TOTAL}, text
         nodes = {n["name"]: n for n in up.outputs["nodes"].value}
         assert all(n["ready"] and n["kubeletVersion"] == "v1.34.4" for n in nodes.values()), nodes
+        assert {n: v["ip"] for n, v in nodes.items()} == {cp: CP_ADDRESS, worker: WORKER_ADDRESS}
         assert f"{cp}: converged" in text and f"{worker}: converged" in text  # per-node progress
 
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(up.outputs["kubeconfig"].value)
         assert up.outputs["kubeconfig"].secret
-        assert ready_nodes(kubeconfig) == {cp: "True", worker: "True"}
-        labels = {i["metadata"]["name"]: i["metadata"]["labels"]
-                  for i in json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json"))["items"]}
+        assert all_ready(kubeconfig, {cp, worker}) == {cp: "True", worker: "True"}
+        items = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json"))["items"]
+        labels = {i["metadata"]["name"]: i["metadata"]["labels"] for i in items}
+        internal = {i["metadata"]["name"]: [a["address"] for a in i["status"]["addresses"] if a["type"] == "InternalIP"]
+                    for i in items}
+        assert internal == {cp: [CP_ADDRESS], worker: [WORKER_ADDRESS]}  # the kubelets run on the static addresses
         assert "node-role.kubernetes.io/control-plane" in labels[cp]
 
         pod = json.loads(json.dumps(POD))
@@ -195,16 +387,25 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
             assert time.monotonic() < deadline, status
             time.sleep(3)
 
+        check_addons(kubeconfig, [node_session(up, n, key) for n in (cp, worker)], worker, METRICS, POLICY)
+        check_conformance(kubeconfig, [node_session(up, n, key) for n in (cp, worker)], tmp_path)
+
         # The same bootstrap again over the converged cluster: every phase reads facts, none changes anything.
         export = stack.export_stack().deployment
         resource = [r for r in export["resources"] if r["type"].endswith("vmkube:Bootstrap")][0]
         caplog.set_level(logging.INFO, logger="vmkube")
         caplog.clear()
-        bootstrap_cluster.converge(unwrap(resource["inputs"]), previous=unwrap(resource["outputs"]))
+        bootstrap_cluster.converge(BootstrapInputs.from_props(unwrap(resource["inputs"])),
+                                   previous=BootstrapState.from_props(unwrap(resource["outputs"])))
         summaries = [r.getMessage() for r in caplog.records if ": converged (" in r.getMessage()]
         assert sorted(summaries) == sorted([f"{cp}: converged (0 changes, 1 connection)",
                                             f"{worker}: converged (0 changes, 1 connection)"]), summaries
         logs["bootstrap log"] = caplog.text
+
+        check_hardening(kubeconfig, node_session(up, cp, key), resource)
+        if RESTORE:
+            check_restore(kubeconfig, node_session(up, cp, key), cp, tmp_path)
+            assert all_ready(kubeconfig, {cp, worker}) == {cp: "True", worker: "True"}
 
         # No secret in plaintext: state, `pulumi stack export`, the runs' output, a preview.
         secrets = secret_values(export, key.private_openssh)
@@ -239,7 +440,7 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         stack.remove_config("vmkube:ssh.connectTimeoutSeconds", path=True)
         assert f"{worker}: timed out: no SSH login at {worker_ip}:22 within 15s" in out, out
         assert "failed on 1 of 2 nodes" in out and "file(s) changed" not in out, out
-        assert ready_nodes(kubeconfig) == {cp: "True", worker: "True"}
+        assert all_ready(kubeconfig, {cp, worker}) == {cp: "True", worker: "True"}
 
         # Nothing half-done is left by the failures: the next run has nothing to do.
         again = stack.up(on_output=lambda _l: None)
@@ -255,8 +456,12 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         assert shrunk.summary.resource_changes == {"same": CLUSTER - 3, "update": 3}, text
         assert text.index(f"{worker}: draining") < text.index(f"{worker}: removing VM"), text
         assert [n["name"] for n in shrunk.outputs["nodes"].value] == [cp]
-        assert ready_nodes(kubeconfig) == {cp: "True"}
+        assert all_ready(kubeconfig, {cp}) == {cp: "True"}
         assert leftovers(system_libvirt, worker) == []
+        # ... and etcd was saved before, into the stack's snapshots on this machine.
+        kept = snapshot.listing(snapshot.directory(Path(engine_env["VMKUBE_DATA"]), "e2e", vm_prefix))
+        assert [s.why for s in kept] == [f"before-removing-{worker}"], kept
+        assert kept[0].path.stat().st_mode & 0o077 == 0
         assert stack.up(on_output=lambda _l: None).summary.resource_changes == {"same": CLUSTER}
     finally:
         stack.destroy(on_output=lambda _l: None)

@@ -165,3 +165,39 @@ def test_a_provider_error_reads_as_vmkubes_message(vcsim, make_stack):
     assert "Traceback" not in text and "File \"" not in text, text
     assert "not-the-password" not in text
     assert vmkube_vms(vcsim) == {}
+
+
+def test_vsphere_folders_anti_affinity_and_attributes_through_the_engine(vcsim, guest_agent, make_stack):
+    """A stack whose VMs go to a folder path that exists only in part, with three control
+    planes and a spread worker pool on vcsim's three-host cluster, and custom attributes:
+    `up` makes the missing folder levels, one anti-affinity rule per spread pool and the
+    attributes on every VM; `destroy` leaves no rule and only the folders vmkube did not
+    make (vcsim keeps the rules but places no VM by them)."""
+    admin = vcsim.connect().RetrieveContent()
+    find = admin.searchIndex.FindByInventoryPath
+    platform = find("DC0/vm").CreateFolder("platform")
+    platform.MoveIntoFolder_Task([find("DC0/vm/DC0_C0_RP0_VM1")])
+    _until(lambda: find("DC0/vm/platform/DC0_C0_RP0_VM1") is not None)
+    cluster = find("DC0/host/DC0_C0")
+    cfg = vsphere_config(vcsim, controlPlane={"count": 3, "cpus": 2, "memoryMb": 2048, "diskGb": 20},
+                         workerPools=[{"name": "general", "count": 2, "cpus": 2, "memoryMb": 2048, "diskGb": 20,
+                                       "antiAffinity": True},
+                                      {"name": "batch", "count": 2, "cpus": 2, "memoryMb": 2048, "diskGb": 20}])
+    cfg["vsphere"].update(folder="platform/vmkube/vc", customAttributes={"team": "platform"})
+    stack = make_stack("vc", config=cfg, secrets={"vsphere.password": PASSWORD})
+
+    stack.up(**QUIET)
+    folder = find("DC0/vm/platform/vmkube/vc")
+    assert sorted(vm.name for vm in folder.childEntity) == [
+        "vc-batch-1", "vc-batch-2", "vc-cp-1", "vc-cp-2", "vc-cp-3", "vc-general-1", "vc-general-2"]
+    rules = {r.name: sorted(vm.name for vm in r.vm) for r in cluster.configurationEx.rule or []}
+    assert rules == {"vmkube/vmkube/vc/vc-control-plane": ["vc-cp-1", "vc-cp-2", "vc-cp-3"],
+                     "vmkube/vmkube/vc/vc-general": ["vc-general-1", "vc-general-2"]}
+    team = next(f.key for f in admin.customFieldsManager.field if f.name == "team")
+    assert {vm.name: {v.key: v.value for v in vm.customValue}.get(team) for vm in folder.childEntity} == {
+        vm.name: "platform" for vm in folder.childEntity}
+
+    stack.destroy(**QUIET)
+    assert not cluster.configurationEx.rule
+    assert find("DC0/vm/platform/vmkube") is None
+    assert [vm.name for vm in find("DC0/vm/platform").childEntity] == ["DC0_C0_RP0_VM1"]

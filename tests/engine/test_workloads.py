@@ -91,3 +91,31 @@ def test_a_bad_override_fails_the_preview_naming_the_key(cluster_stack, make_sta
     assert "vmkube:workloads.hello.replicas: must be at least 0 (got -1)" in text, text
     assert "vmkube:workloads.nope: unknown app; workloads/ has: hello" in text, text
     assert "Traceback" not in text
+
+
+def test_an_apps_stack_whose_cluster_is_gone_still_destroys(tmp_path, make_stack, engine_env, project):
+    """`make destroy` (tools/pulumi) sets PULUMI_K8S_DELETE_UNREACHABLE for destroy only: the
+    provider then drops the objects of an API it cannot reach instead of failing on them."""
+    from tests.fixtures.kube import start_control_plane
+
+    with start_control_plane(tmp_path / "gone") as cp:
+        kubeconfig = cp.kubeconfig
+
+        def program() -> None:
+            pulumi.export("kubeconfig", pulumi.Output.secret(kubeconfig))
+            pulumi.export("nodes", [{"name": "kwok-node-1", "role": "worker", "ip": "127.0.0.1"}])
+
+        cluster = auto.create_stack("doomed", project_name="vmkube", program=program,
+                                    opts=auto.LocalWorkspaceOptions(env_vars=engine_env, work_dir=str(project)))
+        cluster.up(on_output=lambda _l: None)
+        apps = make_stack("doomed-apps", config={"clusterStack": "doomed", "workloads": {"hello": {"replicas": 1}}})
+        apps.up(on_output=lambda _l: None)
+        cp.kill(cp.plan.control_planes[0])  # the cluster's only control plane is gone
+
+        with pytest.raises(auto.errors.CommandError):
+            apps.destroy(on_output=lambda _l: None)  # what a plain `pulumi destroy` does
+        apps.workspace.env_vars["PULUMI_K8S_DELETE_UNREACHABLE"] = "true"  # what tools/pulumi sets for destroy
+        apps.destroy(on_output=lambda _l: None)
+        assert apps.export_stack().deployment.get("resources") in (None, [])
+        cluster.destroy(on_output=lambda _l: None)
+        cp.start(cp.plan.control_planes[0])  # so the fixture stops what it started

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from infra import binaries
-from infra.bootstrap.cluster import local_binaries
-from infra.config import KUBE_BINARIES
-from infra.errors import DownloadError
+from vmkube import binaries
+from vmkube.bootstrap.converge import local_binaries
+from vmkube.contracts import BinarySource
+from vmkube.config import KUBE_BINARIES
+from vmkube.errors import DownloadError
 
 VERSION = "1.34.4"
 
@@ -80,7 +81,7 @@ def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_downloads_verify_and_a_warm_run_makes_no_request(served, own_cache):
     mirror, digests = served
     urls = binaries.urls_for(mirror.template, VERSION, KUBE_BINARIES)
-    source = {"source": "url", "urls": urls, "sha256": digests, "pause": "/unused"}
+    source = BinarySource(source="url", urls=urls, sha256=digests, pause="/unused")
 
     paths = local_binaries(source)
     assert set(paths) == set(KUBE_BINARIES)
@@ -148,3 +149,21 @@ def test_url_templates():
     # Without {name} the URL is the directory holding every binary.
     assert binaries.urls_for("https://mirror.example/k8s/{version}/", "1.34.4", ["etcd"]) == {
         "etcd": "https://mirror.example/k8s/1.34.4/etcd"}
+
+
+def test_a_cached_binary_changed_since_it_was_verified_is_fetched_again(served, own_cache):
+    mirror, digests = served
+    urls = binaries.urls_for(mirror.template, VERSION, KUBE_BINARIES)
+    paths = binaries.fetch(urls, digests)
+    paths["kubelet"].write_bytes(b"#!/bin/sh\necho swapped\n")  # same name, other bytes
+    mirror.requests.clear()
+    again = binaries.fetch(urls, digests)
+    assert mirror.requests == [f"/v{VERSION}/bin/linux/amd64/kubelet"]
+    assert again["kubelet"].read_bytes() == fake_binary("kubelet")
+
+
+def test_the_cache_is_private_to_this_user(served, own_cache):
+    mirror, digests = served
+    paths = binaries.fetch(binaries.urls_for(mirror.template, VERSION, KUBE_BINARIES), digests)
+    assert own_cache.stat().st_mode & 0o077 == 0
+    assert all(p.stat().st_mode & 0o022 == 0 for p in paths.values())  # nobody else may swap a binary

@@ -3,9 +3,9 @@ second run over a converged node runs zero mutating commands."""
 
 from __future__ import annotations
 
-from infra.files import FileSpec, Files, ensure_files, remote_state
-from infra.phases import Node, run_phases
-from infra.ssh import Session
+from vmkube.nodes.files import FileSpec, Files, ensure_files, remote_state
+from vmkube.nodes.phases import Node, run_phases
+from vmkube.nodes.ssh import Session
 
 
 def test_only_the_delta_is_uploaded_and_a_second_run_changes_nothing(ssh_lab, tmp_path):
@@ -43,7 +43,7 @@ def test_files_phase_runs_its_hook_only_on_change(ssh_lab):
     restarted: list[str] = []
     # Each node has its own file: the bastion and direct hosts share this machine's filesystem.
     phase = Files("configure", lambda n: [FileSpec(f"{root}/{n.name}.conf", f"node={n.name}\n".encode())],
-                  on_change=lambda n, changed: restarted.append(n.name))
+                  on_change=lambda n, changed: restarted.append(n.name) or [])
     try:
         run_phases(nodes, [phase])
         assert sorted(restarted) == ["bastion", "direct"]

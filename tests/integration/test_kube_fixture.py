@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.bootstrap import render
+from vmkube.bootstrap import render
 from tests.fixtures import kube
 from tests.fixtures.kube import ControlPlane, leftover_processes, start_control_plane
 from tests.helpers import deployment_manifest

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from infra import pool
-from infra.errors import HypervisorError, NodesFailed
-from infra.hypervisors.base import VMRequest
-from infra.hypervisors.cloudinit import NodeSeed
-from infra.sshkeys import generate_ed25519
+from vmkube.vms import pool
+from vmkube.errors import HypervisorError, NodesFailed
+from vmkube.vms.base import VMRequest
+from vmkube.vms.cloudinit import NodeSeed
+from vmkube.sshkeys import generate_ed25519
 
 OWNER = "vmkube/vmkube/t/workers"
 KEY = generate_ed25519()
@@ -55,9 +55,9 @@ def test_create_find_list_and_destroy(test_driver, image):
 
 def test_a_vm_of_another_owner_is_never_touched(test_driver, image):
     test_driver.create(request("shared-1", image, owner="vmkube/someone/else/pool"))
-    with pytest.raises(HypervisorError, match="shared-1: a VM of that name exists and belongs to vmkube/someone"):
+    with pytest.raises(HypervisorError, match="shared-1: a VM of that name belongs to vmkube/someone"):
         test_driver.create(request("shared-1", image))
-    with pytest.raises(HypervisorError, match="shared-1: the VM of that name is not owned by"):
+    with pytest.raises(HypervisorError, match="shared-1: a VM of that name belongs to vmkube/someone.*not touching it"):
         test_driver.destroy("shared-1", OWNER)
     assert test_driver.find("shared-1").power == "on"
 
@@ -70,7 +70,7 @@ def test_power_and_resize(test_driver, image):
     test_driver.resize("w-2", cpus=2, memory_mb=3072, disk_gb=8)  # the test driver cannot grow volumes
     vm = test_driver.find("w-2")
     assert (vm.cpus, vm.memory_mb, vm.power) == (2, 3072, "on")
-    with pytest.raises(HypervisorError, match="w-2: disk cannot shrink from 8 to 4 GB"):
+    with pytest.raises(HypervisorError, match=r"w-2: disks cannot shrink \(from 8 to 4 GB\)"):
         test_driver.resize("w-2", cpus=2, memory_mb=3072, disk_gb=4)
 
 
@@ -80,7 +80,7 @@ def test_wait_ip_reads_the_address(test_driver, image):
 
 
 def test_missing_pool_or_network_names_the_key(test_driver):
-    from infra.hypervisors.libvirt import LibvirtHypervisor
+    from vmkube.vms.libvirt import LibvirtHypervisor
 
     uri = test_driver.uri
     with pytest.raises(HypervisorError, match=r"vmkube:libvirt.storagePool: storage pool 'nope'.*tools/host-setup"):
@@ -138,3 +138,85 @@ def test_failure_names_each_node_and_rolls_back_a_first_create(test_driver, imag
     assert str(err.value).startswith("converging VMs failed on 1 of 3 nodes:\n  w-2: a VM of that name belongs to")
     assert test_driver.list_owned(OWNER) == []  # w-1 and w-3 were rolled back
     assert test_driver.find("w-2").owner == "vmkube/someone/else/pool"
+
+
+def volumes(hv) -> list[str]:
+    return sorted(v.name() for v in hv.pool.listAllVolumes())
+
+
+def test_a_cut_off_base_image_upload_is_never_reused(test_driver, image, monkeypatch):
+    from vmkube.vms.libvirt import LibvirtHypervisor
+
+    def cut_off(self, vol, data, size):
+        raise ConnectionResetError("the upload stream broke")
+    with monkeypatch.context() as m:
+        m.setattr(LibvirtHypervisor, "_write_volume", cut_off)
+        with pytest.raises(ConnectionResetError):
+            test_driver.prepare(image)
+    assert volumes(test_driver) == []  # neither the final name nor the temporary upload
+
+    # What a killed upload leaves: a temporary volume of a process that is gone. The next run drops it.
+    import socket
+    stale = f"vmkube-base.qcow2.part-{socket.gethostname()}-999999999"
+    test_driver.pool.createXML(f"<volume><name>{stale}</name><capacity>4096</capacity></volume>", 0)
+    test_driver.prepare(image)
+    assert volumes(test_driver) == ["vmkube-base.qcow2"]
+
+
+def test_a_rollback_that_fails_reports_the_original_error_too(test_driver, image, monkeypatch):
+    test_driver.create(request("w-2", image, owner="vmkube/someone/else/pool"))
+    real_destroy = type(test_driver).destroy
+
+    def stuck(self, name, owner):
+        if name == "w-1":
+            raise HypervisorError("w-1: destroy: the domain is locked")
+        return real_destroy(self, name, owner)
+    monkeypatch.setattr(type(test_driver), "destroy", stuck)
+    with pytest.raises(HypervisorError) as err:
+        pool.converge(test_driver, pool_spec(["w-1", "w-2", "w-3"], image), rollback=True, ip_timeout=5)
+    text = str(err.value)
+    assert text.startswith("converging VMs failed on 1 of 3 nodes:\n  w-2: a VM of that name belongs to"), text
+    assert "and rolling back then failed too: rolling back failed on 1 of 2 nodes:\n  w-1: destroy: the domain is " \
+           "locked" in text, text
+
+
+def test_a_static_pool_seeds_each_node_with_its_address_bound_to_the_domains_mac(test_driver, image, monkeypatch):
+    """The NoCloud seed of a static node carries network-config naming the MAC the domain
+    really has, and the pool reports the static address without any DHCP lease."""
+    import io
+    import pycdlib
+    import yaml
+    from vmkube.contracts import StaticNetwork
+    from vmkube.vms import libvirt_xml
+
+    written: dict[str, bytes] = {}
+    monkeypatch.setattr(type(test_driver), "_write_volume",
+                        lambda self, vol, data, size: written.__setitem__(vol.name(), data.read()))
+    monkeypatch.setattr(type(test_driver), "_lease_ip", lambda self, dom: "")  # a network without DHCP
+    net = StaticNetwork(prefix=24, gateway="192.168.150.1", dns_servers=("192.168.150.1",),
+                        search_domains=("lab.example",))
+    spec = pool_spec(["s-1", "s-2"], image, network=net, addresses=("192.168.150.20", "192.168.150.21"))
+    state = pool.converge(test_driver, spec, ip_timeout=5)
+    assert {vm.name: vm.ip for vm in state.vms} == {"s-1": "192.168.150.20", "s-2": "192.168.150.21"}
+    assert {vm.name: vm.ip for vm in pool.observe(test_driver, spec)} == {"s-1": "192.168.150.20",
+                                                                           "s-2": "192.168.150.21"}
+    for vm in state.vms:
+        iso = pycdlib.PyCdlib()
+        iso.open_fp(io.BytesIO(written[f"{vm.name}-seed.iso"]))
+        out = io.BytesIO()
+        iso.get_file_from_iso_fp(out, joliet_path="/network-config")
+        iso.close()
+        eth = yaml.safe_load(out.getvalue())["ethernets"]["eth0"]
+        domain_mac = libvirt_xml.parse_domain(test_driver._domain(vm.name).XMLDesc(0)).mac
+        assert eth["match"]["macaddress"] == domain_mac == vm.mac
+        assert eth["addresses"] == [f"{vm.ip}/24"] and eth["gateway4"] == "192.168.150.1"
+    pool.remove_all(test_driver, OWNER, ["s-1", "s-2"], image)
+
+
+def test_a_node_whose_stable_mac_is_taken_still_gets_a_known_one(test_driver, image):
+    """The seed names the MAC before the domain exists: when another domain holds the
+    stable one, vmkube picks a free one itself instead of leaving it to libvirt."""
+    held = test_driver.create(request("m-1", image)).mac
+    mac = test_driver._free_mac(held)
+    assert mac != held and mac.startswith("52:54:00:") and len(mac) == 17
+    assert test_driver._free_mac("52:54:00:00:00:01") == "52:54:00:00:00:01"  # free: kept

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import NodesFailed
-from infra.phases import Node, run_phases
-from infra.preflight import MODULES, Preflight, gather, problems
-from infra.ssh import Session
+from vmkube.errors import NodesFailed
+from vmkube.nodes.phases import Node, run_phases
+from vmkube.bootstrap.preflight import MODULES, Preflight, gather, problems
+from vmkube.nodes.ssh import Session
 
 
 def node(lab, name: str, role: str = "control-plane") -> Node:
@@ -97,7 +97,7 @@ def test_clock_skew_is_caught(ssh_lab):
 
 
 def test_a_bootstrapped_node_owns_its_ports():
-    from infra.preflight import Facts
+    from vmkube.bootstrap.preflight import Facts
     facts = Facts(os="debian", os_version="12", arch="x86_64", mem_mib=2000, disk_free_mib=9000, swap_devices=0,
                   modules={m: True for m in MODULES}, ports=frozenset({22, 6443, 2379}), bootstrapped=True,
                   sudo=True, skew_seconds=0.0)

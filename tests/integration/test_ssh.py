@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
 import threading
 import time
 
+import paramiko
 import pytest
 
-from infra.ssh import Endpoint, Session, SshError
-from infra.sshkeys import generate_ed25519
+from vmkube.nodes.ssh import Endpoint, Session, SshError
+from vmkube.sshkeys import generate_ed25519
 
 
 def session(lab, name="direct", *, key=None, endpoint=None, **kw) -> Session:
@@ -141,6 +143,53 @@ def test_a_corrupted_upload_is_refused_and_not_installed(ssh_lab, tmp_path):
         with pytest.raises(SshError, match=r"node-direct: upload to /tmp/vmkube-never/x corrupted: sha256 0000"):
             s.put(b"payload", "/tmp/vmkube-never/x")
         assert s.run(["test", "-e", "/tmp/vmkube-never/x"], check=False).code == 1
+        assert s.run("ls -A ~/.vmkube-upload").stdout == ""  # the refused copy went too
+
+
+def test_uploads_are_staged_where_only_the_ssh_user_can_read_them_and_cleaned_up(ssh_lab, monkeypatch):
+    ssh_lab.start("direct")
+    modes: list[str] = []
+    send = Session._send
+
+    def spy(self, files, staging):
+        staged = send(self, files, staging)  # uploaded, not yet installed: what another user could see now
+        modes.append(self.run(["stat", "-c", "%a", staging, staging.rsplit("/", 1)[0]]).stdout.split())
+        modes.append(self.run(["stat", "-c", "%a", *[tmp for _d, tmp, _p, _m in staged]]).stdout.split())
+        return staged
+
+    monkeypatch.setattr(Session, "_send", spy)
+    with session(ssh_lab) as s:
+        # What a run killed mid-upload left: the next upload clears it.
+        s.run("mkdir -p ~/.vmkube-upload/killed && echo key > ~/.vmkube-upload/killed/0")
+        s.put(b"-----BEGIN PRIVATE KEY-----", "/tmp/vmkube-stage-test/ca.key", mode=0o600)
+        left = s.run("ls -A ~/.vmkube-upload").stdout
+        installed = s.run(["stat", "-c", "%a", "/tmp/vmkube-stage-test/ca.key"]).stdout.strip()
+        s.run(["rm", "-rf", "/tmp/vmkube-stage-test"])
+    assert modes[0] == ["700", "700"]  # the staging directory and its parent: the SSH user's only
+    assert left == "" and installed == "600"
+
+
+def test_a_stalled_upload_fails_instead_of_hanging(ssh_lab, monkeypatch):
+    import vmkube.nodes.ssh as ssh_module
+    ssh_lab.start("direct")
+    monkeypatch.setattr(ssh_module, "SFTP_TIMEOUT", 2.0)
+    with session(ssh_lab) as s:
+        real_open = paramiko.SFTPClient.putfo
+
+        def stall(sftp, fl, remotepath, *args, **kwargs):
+            # The node stops answering mid-transfer: its SFTP server is frozen.
+            s.run("pkill -STOP -f 'root@internal-sftp'", check=False)
+            return real_open(sftp, fl, remotepath, *args, **kwargs)
+
+        monkeypatch.setattr(paramiko.SFTPClient, "putfo", stall)
+        start = time.monotonic()
+        try:
+            with pytest.raises(SshError, match=r"node-direct: upload of 1 file\(s\) stalled: no progress for 2s"):
+                s.put(b"x" * (4 << 20), "/tmp/vmkube-stall/x")
+        finally:
+            subprocess.run(["pkill", "-CONT", "-f", "root@internal-sftp"], check=False)
+            subprocess.run(["pkill", "-f", "root@internal-sftp"], check=False)
+        assert time.monotonic() - start < 30
 
 
 def test_secrets_never_reach_the_log_or_errors(ssh_lab, caplog):
@@ -155,3 +204,19 @@ def test_secrets_never_reach_the_log_or_errors(ssh_lab, caplog):
     assert token not in logged and token not in str(err.value)
     assert "****" in logged and "****" in str(err.value)
     assert ssh_lab.user_key.private_openssh.splitlines()[1] not in logged
+
+
+def test_a_download_is_private_from_its_first_byte_and_a_failed_one_leaves_nothing(ssh_lab, tmp_path):
+    ssh_lab.start("direct")
+    remote = tmp_path / "remote.bin"  # the lab's hosts share this machine's files
+    remote.write_bytes(bytes(range(256)) * 4096)
+    with session(ssh_lab) as s:
+        local = tmp_path / "copy.bin"
+        assert s.download(str(remote), local) == 256 * 4096
+        assert local.read_bytes() == remote.read_bytes()
+        assert local.stat().st_mode & 0o777 == 0o600
+        with pytest.raises(SshError, match=r"node-direct: download of .*/missing.bin failed"):
+            s.download(str(tmp_path / "missing.bin"), tmp_path / "partial.bin")
+        assert not (tmp_path / "partial.bin").exists()
+        with pytest.raises(FileExistsError):  # never over a file already there
+            s.download(str(remote), local)

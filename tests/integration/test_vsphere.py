@@ -10,10 +10,12 @@ import pytest
 import yaml
 from pyVmomi import vim
 
-from infra import pool
-from infra.errors import HypervisorError, NodesFailed
-from infra.hypervisors.vsphere import VsphereHypervisor
-from infra.sshkeys import generate_ed25519
+from vmkube.config import Secret, VsphereSpec
+from vmkube.contracts import PoolSpec
+from vmkube.vms import pool
+from vmkube.errors import HypervisorError, NodesFailed
+from vmkube.vms.vsphere import VsphereHypervisor
+from vmkube.sshkeys import generate_ed25519
 from tests.fixtures.vcsim import PASSWORD, TEMPLATE, USER
 
 OWNER = "vmkube/vmkube/t/general"
@@ -21,15 +23,16 @@ KEY = generate_ed25519()
 
 
 def connect(sim, **kw) -> VsphereHypervisor:
-    settings = dict(server=sim.server, user=USER, password=PASSWORD, datacenter="DC0", datastore="LocalDS_0",
-                    network="VM Network", cluster="DC0_C0", ca_file=str(sim.ca.ca_path))
-    return VsphereHypervisor(**{**settings, **kw})
+    settings = dict(server=sim.server, user=USER, password=Secret(PASSWORD), datacenter="DC0",
+                    datastore="LocalDS_0", network="VM Network", template=TEMPLATE, cluster="DC0_C0",
+                    ca_file=str(sim.ca.ca_path))
+    return VsphereHypervisor(VsphereSpec(**{**settings, **kw}))
 
 
-def spec(names, **kw) -> pool.PoolSpec:
+def spec(names, **kw) -> PoolSpec:
     base = dict(owner=OWNER, names=tuple(names), cpus=2, memory_mb=2048, disk_gb=20, image=TEMPLATE,
                 ssh_user="vmkube", ssh_public_key=KEY.public_openssh, config_path="vmkube:workerPools[0]")
-    return pool.PoolSpec(**{**base, **kw})
+    return PoolSpec(**{**base, **kw})
 
 
 def test_three_vms_of_different_sizes_with_guestinfo(vcsim, guest_agent):
@@ -66,7 +69,7 @@ def test_resize_in_place_and_delete_twice(vcsim, guest_agent):
                                first.host_keys, ip_timeout=20)
         assert [(v.cpus, v.memory_mb, v.disk_gb, v.power) for v in bigger.vms] == [(4, 4096, 30, "on")] * 2
         assert {vm.name: vm.id for vm in bigger.vms} == ids  # the same VMs, not new ones
-        with pytest.raises(NodesFailed, match="vmkube:workerPools\\[0\\].diskGb: cannot shrink the disk from 30 to 10 GB"):
+        with pytest.raises(NodesFailed, match=r"vmkube:workerPools\[0\]\.diskGb: disks cannot shrink \(from 30 to 10 GB\)"):
             pool.converge(hv, spec(["g-1", "g-2"], cpus=4, memory_mb=4096, disk_gb=10), ip_timeout=20)
 
         hv.destroy("g-1", OWNER)
@@ -80,10 +83,10 @@ def test_resize_in_place_and_delete_twice(vcsim, guest_agent):
 def test_listing_tolerates_a_vm_deleted_while_it_is_read(vcsim, guest_agent):
     """Pools converge in parallel: one pool's VMs may vanish while another lists its own."""
     class Racing(VsphereHypervisor):
-        def _owners(self):
-            owners = super()._owners()
-            self.destroy("race-2", OWNER)  # gone after the owner marks were read, before the details
-            return owners
+        def _read(self, root, pass_through, **kw):
+            if pass_through:
+                self.destroy("race-2", OWNER)  # gone after the listing's view was made, before it is read
+            return super()._read(root, pass_through, **kw)
 
     hv = connect(vcsim)
     racing = connect(vcsim)
@@ -120,7 +123,7 @@ def test_template_change_is_a_new_vm_from_the_new_template(vcsim, guest_agent):
     ("network", "nonet", "vmkube:vsphere.network: network 'nonet' not found"),
     ("datacenter", "DC9", "vmkube:vsphere.datacenter: datacenter 'DC9' not found (have: DC0)"),
     ("cluster", "C9", "vmkube:vsphere.cluster: cluster 'C9' not found"),
-    ("folder", "no/such", "vmkube:vsphere.folder: VM folder 'no/such' not found"),
+    ("folder", "DC0_H0_VM1/x", "vmkube:vsphere.folder: 'DC0_H0_VM1' in datacenter 'DC0' is a VirtualMachine, not a folder"),
 ])
 def test_wrong_inventory_names_the_key_and_creates_nothing(vcsim, field, value, key):
     before = set(vcsim.vms())
@@ -170,7 +173,7 @@ def test_insecure_is_an_explicit_opt_out(vcsim):
 
 def test_wrong_password_names_the_keys(vcsim):
     with pytest.raises(HypervisorError, match="login refused for 'vmkube'; check vmkube:vsphere.user and vmkube:vsphere.password"):
-        connect(vcsim, password="wrong")
+        connect(vcsim, password=Secret("wrong"))
 
 
 def test_an_expired_session_is_renewed(vcsim):

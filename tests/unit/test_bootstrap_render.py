@@ -10,9 +10,9 @@ import tarfile
 
 import yaml
 
-from infra import oci, pki
-from infra.bootstrap import render
-from infra.bootstrap.plan import CAS, Plan, PlanNode, allocate_pod_cidrs, wanted_certs
+from vmkube import oci, pki
+from vmkube.bootstrap import render
+from vmkube.bootstrap.plan import CAS, Plan, PlanNode, allocate_pod_cidrs, wanted_certs
 
 PLAN = Plan("dev", "1.34.4", "10.244.0.0/16", "10.96.0.0/12", (
     PlanNode("dev-cp-1", "control-plane", "192.168.122.10", "10.244.0.0/24",
@@ -25,6 +25,7 @@ PLAN = Plan("dev", "1.34.4", "10.244.0.0/16", "10.96.0.0/12", (
 def certs():
     out = pki.ensure({}, wanted_certs(PLAN), CAS)
     out["service-account"] = pki.service_account_key()
+    out["encryption"] = pki.encryption_key()
     return out
 
 
@@ -81,7 +82,7 @@ def test_node_files_carry_the_pod_range_routes_and_allowed_labels_only():
     assert "--node-ip=192.168.122.11" in unit
     kubeconfig = yaml.safe_load(files["/etc/kubernetes/kubelet.conf"].content)
     assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"  # the local load balancer
-    assert 'sandbox_image = "vmkube.local/pause:3.10"' in files["/etc/containerd/config.toml"].content.decode()
+    assert 'sandbox_image = "registry.k8s.io/pause:3.10"' in files["/etc/containerd/config.toml"].content.decode()
 
 
 def test_control_plane_taint_is_registered_by_the_kubelet():
@@ -115,12 +116,30 @@ THREE = Plan("ha", "1.34.4", "10.244.0.0/16", "10.96.0.0/12", tuple(
 def test_workers_reach_every_api_server_through_a_local_haproxy():
     cfg = by_path(render.worker_files(THREE))[render.HAPROXY_CONFIG].content.decode()
     assert "bind 127.0.0.1:6443" in cfg
-    servers = [line.split()[1:3] for line in cfg.splitlines() if line.strip().startswith("server ")]
-    assert servers == [["ha-cp-1", "192.168.122.11:6443"], ["ha-cp-2", "192.168.122.12:6443"],
+    servers = [line.split()[1:] for line in cfg.splitlines() if line.strip().startswith("server ")]
+    checked = [s[:2] for s in servers if "check" in s]
+    assert checked == [["ha-cp-1", "192.168.122.11:6443"], ["ha-cp-2", "192.168.122.12:6443"],
                        ["ha-cp-3", "192.168.122.13:6443"]]
     assert "option httpchk GET /readyz" in cfg and "check-ssl" in cfg
+    # While every check fails (servers too busy to answer in time), all of them take connections.
+    assert [s for s in servers if "check" not in s] == [
+        ["ha-cp-1-unchecked", "192.168.122.11:6443", "backup"], ["ha-cp-2-unchecked", "192.168.122.12:6443", "backup"],
+        ["ha-cp-3-unchecked", "192.168.122.13:6443", "backup"]]
+    assert "option allbackups" in cfg and "timeout check 15s" in cfg
     # A connection to a server that is down but not yet marked so is retried elsewhere at once.
     assert "retries 3" in cfg and "option redispatch 1" in cfg
+
+
+def test_with_one_control_plane_haproxy_never_marks_it_down():
+    one = Plan("one", "1.34.4", "10.244.0.0/16", "10.96.0.0/12", (
+        PlanNode("one-cp-1", "control-plane", "192.168.122.11", "10.244.0.0/24"),
+        PlanNode("one-w-1", "worker", "192.168.122.21", "10.244.1.0/24")))
+    cfg = by_path(render.worker_files(one))[render.HAPROXY_CONFIG].content.decode()
+    servers = [line.split()[1:] for line in cfg.splitlines() if line.strip().startswith("server ")]
+    # A check could only cut the worker off from a server that is slow (it was: a loaded
+    # emulated control plane failed its TLS check in 5 s and the worker never registered).
+    assert servers == [["one-cp-1", "192.168.122.11:6443"]]
+    assert "httpchk" not in cfg
 
 
 def test_three_control_planes_form_one_etcd_cluster_and_elect_leaders():
@@ -139,6 +158,7 @@ def test_three_control_planes_form_one_etcd_cluster_and_elect_leaders():
 def three_certs():
     out = pki.ensure({}, wanted_certs(THREE), CAS)
     out["service-account"] = pki.service_account_key()
+    out["encryption"] = pki.encryption_key()
     return out
 
 
@@ -150,13 +170,16 @@ def test_the_operator_endpoint_is_in_the_api_certificate_and_the_kubeconfig():
 
 
 def test_the_demo_app_is_preloaded_in_two_tags_only_when_asked_for(tmp_path):
-    from infra.bootstrap import images
+    from vmkube.bootstrap import preload
+    from vmkube.bootstrap.addons import images
+    from vmkube.contracts import BinarySource
     (tmp_path / "pause").write_bytes(b"pause-binary")
     (tmp_path / "hello").write_bytes(b"hello-binary")
-    assert list(images.preloaded({"pause": str(tmp_path), "hello": ""})) == ["vmkube.local/pause:3.10"]
-    both = images.preloaded({"pause": str(tmp_path), "hello": str(tmp_path)})
-    assert sorted(both) == ["vmkube.local/hello:1.0", "vmkube.local/hello:1.1", "vmkube.local/pause:3.10"]
+    names = images("1.34.4", "registry.k8s.io")
+    assert list(preload.preloaded(BinarySource("toolchain", pause=str(tmp_path)), names)) == ["registry.k8s.io/pause:3.10"]
+    both = preload.preloaded(BinarySource("toolchain", pause=str(tmp_path), hello=str(tmp_path)), names)
+    assert sorted(both) == ["registry.k8s.io/pause:3.10", "vmkube.local/hello:1.0", "vmkube.local/hello:1.1"]
     assert both["vmkube.local/hello:1.0"] != both["vmkube.local/hello:1.1"]  # different config: a real rollout
     files = by_path(render.node_files(PLAN, PLAN.nodes[1], certs(), both))
     assert files["/var/lib/vmkube/images/hello-1.1.tar"].content == both["vmkube.local/hello:1.1"]
-    assert files["/var/lib/vmkube/images/pause-3.10.tar"].content == both["vmkube.local/pause:3.10"]
+    assert files["/var/lib/vmkube/images/pause-3.10.tar"].content == both["registry.k8s.io/pause:3.10"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 import time
 
-from infra.bootstrap import render
-from infra.bootstrap.run import Inputs, Services
-from infra.phases import Node, run_phases
-from infra.ssh import Result, quote
+from vmkube.bootstrap import render
+from vmkube.bootstrap.desired import Desired
+from vmkube.bootstrap.readiness import serving
+from vmkube.bootstrap.services import RollingRestart, Services
+from vmkube.nodes.phases import Node, run_phases
+from vmkube.nodes.ssh import Result, quote
 
 UNITS = render.CONTROL_PLANE_UNITS
 
@@ -48,16 +50,18 @@ def nodes(active: bool, events: list, barrier=None) -> list[Node]:
             for i in (1, 2, 3)]
 
 
-def phase(rolling: bool, touched: list[str]) -> Services:
+def phases(rolling: bool, touched: list[str]) -> list:
+    """The two control-plane phases of a bootstrap: parallel starts, then the serial restarts."""
     changed = {f"cp-{i}": touched for i in (1, 2, 3)}
-    inputs = Inputs(plan=None, certs={}, binaries={}, images={}, changed=changed)
-    return Services(inputs, UNITS, ("control-plane",), title="start the control plane", rolling=rolling)
+    desired = Desired(plan=None, certs={}, binaries={}, images={}, changed=changed)
+    return [Services(desired, UNITS, ("control-plane",), title="start the control plane", rolling=rolling),
+            RollingRestart(desired, UNITS, serving)]
 
 
 def test_changed_control_planes_restart_one_at_a_time_each_serving_before_the_next():
     events: list = []
-    run_phases(nodes(True, events), [phase(True, ["/etc/systemd/system/etcd.service",
-                                                  "/etc/kubernetes/pki/apiserver.crt"])])
+    run_phases(nodes(True, events), phases(True, ["/etc/systemd/system/etcd.service",
+                                                  "/etc/kubernetes/pki/apiserver.crt"]))
     order = [(name, what) for name, what, _unit, _t in events]
     runs = [order[i:i + 4] for i in range(0, len(order), 4)]  # per node: 2 restarts, 2 checks
     assert len(runs) == 3 and sorted(run[0][0] for run in runs) == ["cp-1", "cp-2", "cp-3"]
@@ -71,7 +75,7 @@ def test_changed_control_planes_restart_one_at_a_time_each_serving_before_the_ne
 def test_first_starts_run_on_every_control_plane_at_once():
     events: list = []
     barrier = threading.Barrier(3)  # etcd members need each other: serial starts would never meet
-    run_phases(nodes(False, events, barrier), [phase(True, [])])
+    run_phases(nodes(False, events, barrier), phases(True, []))
     starts = [e for e in events if e[1] == "restart"]
     assert len(starts) == 3 * len(UNITS)
     assert not [e for e in events if e[1] == "ready-check"]
@@ -80,5 +84,5 @@ def test_first_starts_run_on_every_control_plane_at_once():
 def test_a_converged_control_plane_restarts_nothing():
     events: list = []
     cluster = nodes(True, events)
-    run_phases(cluster, [phase(True, [])])
+    run_phases(cluster, phases(True, []))
     assert events == [] and [n.session.mutations for n in cluster] == [0, 0, 0]

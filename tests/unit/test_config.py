@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import pytest
 
-from infra import config
-from infra.errors import ConfigError
-from infra.sshkeys import generate_ed25519
+from vmkube import config
+from vmkube.errors import ConfigError
+from vmkube.sshkeys import generate_ed25519
 from tests.helpers import EXAMPLE_STACKS, example_raw, example_secret_keys
 
 APPS = ["hello"]
@@ -233,7 +233,7 @@ INVALID = [
     ("vsphere insecure with a CA", "prod", setter("vsphere.insecure", True),
      "vmkube:vsphere.insecure: true turns TLS verification off"),
     ("vsphere bad thumbprint", "dev", setter("vsphere.thumbprint", "not-a-thumbprint"),
-     "vmkube:vsphere.thumbprint: must be a SHA-1 or SHA-256 fingerprint"),
+     "vmkube:vsphere.thumbprint: must be a SHA-1, SHA-256 or SHA-512 fingerprint"),
     ("vsphere section on libvirt", "local", setter("vsphere", {"server": "vc"}),
      "vmkube:vsphere: is set but vmkube:hypervisor is 'libvirt'"),
     ("libvirt domain type", "local", setter("libvirt.domainType", "xen"),
@@ -246,6 +246,10 @@ INVALID = [
      "vmkube:workloads.hello.replicaCount: unknown key"),
     ("bad workload resources", "local", setter("workloads.hello", {"resources": {"limits": {"cpu": "lots"}}}),
      "vmkube:workloads.hello.resources.limits.cpu: must be a Kubernetes quantity"),
+    ("snapshots kept: none", "local", setter("etcd", {"snapshots": {"keep": 0}}),
+     "vmkube:etcd.snapshots.keep: must be at least 1 (got 0)"),
+    ("snapshots misspelt", "local", setter("etcd", {"snapshot": {"keep": 3}}),
+     "vmkube:etcd.snapshot: unknown key"),
 ]
 
 

@@ -8,10 +8,10 @@ import xml.etree.ElementTree as ET
 import pycdlib
 import yaml
 
-from infra.hypervisors import cloudinit, connect
-from infra.hypervisors import libvirt_xml as defs
-from infra.sshkeys import generate_ed25519
-from infra.stack.vmpool import VmPoolProvider, drifted
+from vmkube.contracts import hypervisor_from_props, hypervisor_identity
+from vmkube.vms import cloudinit
+from vmkube.vms import libvirt_xml as defs
+from vmkube.sshkeys import generate_ed25519
 
 USER_KEY = generate_ed25519("operator")
 HOST_KEY = generate_ed25519("n1")
@@ -120,50 +120,10 @@ def test_seed_iso_is_labelled_cidata_and_holds_the_documents():
     assert names["meta-data"] == cloudinit.meta_data(SEED)
 
 
-NEWS = {"owner": "o", "image": "img", "names": ["a", "b"], "cpus": 2, "memoryMb": 2048, "diskGb": 20,
-        "hypervisor": {"kind": "libvirt", "uri": "qemu:///system", "storagePool": "default"}}
-
-
-def olds(**kw):
-    vms = [{"name": n, "power": "on", "cpus": 2, "memoryMb": 2048, "diskGb": 20} for n in ("a", "b")]
-    return {**NEWS, "vms": vms, **kw}
-
-
-def test_pool_diff_no_change_when_everything_matches():
-    d = VmPoolProvider().diff("o", olds(), NEWS)
-    assert d.changes is False and d.replaces == []
-
-
-def test_pool_diff_updates_in_place_for_sizes_and_replaces_for_image():
-    d = VmPoolProvider().diff("o", olds(), {**NEWS, "cpus": 4})
-    assert d.changes is True and d.replaces == []
-    d = VmPoolProvider().diff("o", olds(), {**NEWS, "image": "img2"})
-    assert d.replaces == ["image"] and d.delete_before_replace is True
-    moved = {**NEWS, "hypervisor": {**NEWS["hypervisor"], "uri": "qemu+ssh://other/system"}}
-    assert VmPoolProvider().diff("o", olds(), moved).replaces == ["hypervisor"]
-
-
-def test_pool_diff_sees_drift_found_by_refresh():
-    gone = olds(vms=olds()["vms"][:1])
-    assert drifted(gone, NEWS)
-    off = olds()
-    off["vms"][1]["power"] = "off"
-    assert drifted(off, NEWS)
-    resized = olds()
-    resized["vms"][0]["memoryMb"] = 1024
-    assert drifted(resized, NEWS)
-    assert not drifted(olds(), NEWS)
-
-
-def test_pool_check_refuses_a_shrinking_disk_naming_the_key():
-    result = VmPoolProvider().check({**NEWS, "configPath": "vmkube:workerPools[0]"},
-                                    {**NEWS, "diskGb": 10, "configPath": "vmkube:workerPools[0]"})
-    [failure] = result.failures
-    assert failure.property == "diskGb"
-    assert failure.reason.startswith("vmkube:workerPools[0].diskGb: disks cannot shrink (from 20 to 10 GB)")
-
-
 def test_hypervisor_identity_ignores_credentials_and_sizes():
     a = {"kind": "vsphere", "server": "vc", "datacenter": "DC0", "folder": "f", "password": "x", "user": "u"}
-    assert connect.identity(a) == connect.identity({**a, "password": "y", "user": "v"})
-    assert connect.identity(a) != connect.identity({**a, "datacenter": "DC1"})
+
+    def identity(props):
+        return hypervisor_identity(hypervisor_from_props(props))
+    assert identity(a) == identity({**a, "password": "y", "user": "v"})
+    assert identity(a) != identity({**a, "datacenter": "DC1"})

@@ -11,7 +11,7 @@ import threading
 import yaml
 from cryptography import x509
 
-from infra import pki
+from vmkube import pki
 
 CAS = ("cluster-ca", "etcd-ca", "front-proxy-ca")
 

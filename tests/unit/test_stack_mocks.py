@@ -9,9 +9,9 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from infra import config
-from infra.hypervisors import connect
-from infra.sshkeys import generate_ed25519
+from vmkube import config
+from vmkube.contracts import BinarySource
+from vmkube.sshkeys import generate_ed25519
 from tests.helpers import example_raw, example_secret_keys
 
 CANNED_PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake vmkube"
@@ -47,25 +47,31 @@ def recorder():
     yield mocks
 
 
-def args_for(stack: str, **ssh):
-    from infra.stack import ClusterArgs
+# Under mocks nothing is built: the nodes' binaries come from directories named here.
+SOURCE = BinarySource(source="toolchain", dirs=("/k8s",), pause="/pause")
 
+
+def spec_for(stack: str, **ssh) -> config.ClusterSpec:
     raw = example_raw(stack)
     secrets = example_secret_keys(stack)
     if ssh:
         raw.setdefault("ssh", {}).update(ssh)
         secrets.add("ssh")
-    spec = config.load(raw, stack=stack, secret_keys=secrets, apps=["hello"])
-    return ClusterArgs(spec=spec, hypervisor=connect.settings_for(spec), image="debian-12-template",
-                       binaries={"source": "toolchain", "dirs": ["/k8s"], "pause": "/pause"})
+    if raw.get("hypervisor") == "libvirt":
+        raw["libvirt"]["baseImage"] = "debian-12-template"
+    return config.load(raw, stack=stack, secret_keys=secrets, apps=["hello"])
+
+
+def cluster_for(stack: str, **ssh):
+    from vmkube.stack import Cluster, ClusterArgs
+
+    spec = spec_for(stack, **ssh)
+    return Cluster(spec.name, ClusterArgs.from_spec(spec), binaries=SOURCE)
 
 
 @pulumi.runtime.test
 def test_component_tree_and_names(recorder):
-    from infra.stack import Cluster
-
-    args = args_for("prod")
-    cluster = Cluster(args.spec.name, args)
+    cluster = cluster_for("prod")
 
     def check(args):
         nodes = args[0]
@@ -81,7 +87,7 @@ def test_component_tree_and_names(recorder):
         assert (batch_pool["cpus"], batch_pool["memoryMb"], batch_pool["diskGb"]) == (8, 32768, 200)
         assert batch_pool["owner"] == "vmkube/vmkube/t/prod-batch"
         assert batch_pool["configPath"] == "vmkube:workerPools[1]"
-        assert batch_pool["image"] == "debian-12-template"
+        assert batch_pool["image"] == "debian-12-cloudinit"  # the stack's template
         assert [n["name"] for n in nodes] == [
             "prod-cp-1", "prod-cp-2", "prod-cp-3", "prod-general-1", "prod-general-2",
             "prod-general-3", "prod-batch-1", "prod-batch-2"]
@@ -96,9 +102,7 @@ def test_component_tree_and_names(recorder):
 
 @pulumi.runtime.test
 def test_children_are_parented_to_the_cluster(recorder):
-    from infra.stack import Cluster
-
-    cluster = Cluster("local", args_for("local"))
+    cluster = cluster_for("local")
 
     def check(urns):
         # A child's URN carries its parent's type: ...::vmkube:index:Cluster$<child type>::<name>
@@ -109,9 +113,7 @@ def test_children_are_parented_to_the_cluster(recorder):
 
 @pulumi.runtime.test
 def test_generated_ssh_key_is_secret(recorder):
-    from infra.stack import Cluster
-
-    cluster = Cluster("local", args_for("local"))
+    cluster = cluster_for("local")
 
     def check(args):
         public, private_is_secret, public_is_secret = args
@@ -125,10 +127,8 @@ def test_generated_ssh_key_is_secret(recorder):
 
 @pulumi.runtime.test
 def test_configured_ssh_key_stays_secret_and_its_public_half_is_derived(recorder):
-    from infra.stack import Cluster
-
     key = generate_ed25519()
-    cluster = Cluster("local", args_for("local", privateKey=key.private_openssh))
+    cluster = cluster_for("local", privateKey=key.private_openssh)
 
     def check(args):
         public, private, private_is_secret = args
@@ -142,9 +142,7 @@ def test_configured_ssh_key_stays_secret_and_its_public_half_is_derived(recorder
 
 @pulumi.runtime.test
 def test_bootstrap_gets_every_node_with_its_pinned_host_key(recorder):
-    from infra.stack import Cluster
-
-    cluster = Cluster("prod", args_for("prod"))
+    cluster = cluster_for("prod")
 
     def check(args):
         nodes, kubeconfig_is_secret = args

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import WorkloadSpec
-from infra.workloads import ManifestError, resolve, served_kinds
+from vmkube.config import WorkloadSpec
+from vmkube.workloads import ManifestError, resolve, served_kinds
 from tests.helpers import ROOT
 
 DEPLOYMENT = """\

@@ -1,1 +1,0 @@
-"""One hypervisor interface (base.Hypervisor), two backends: libvirt and vSphere."""

@@ -1,0 +1,141 @@
+"""Phases and checks that wait for the cluster: etcd and the API server serving,
+every node Ready, and the labels kubelets may not set themselves.
+
+Every wait goes through vmkube.waiting.wait_for: one deadline, and an error that
+names what did not get ready and how it last looked."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from vmkube.contracts import NodeStatus
+from vmkube.errors import BootstrapError
+from vmkube.nodes.phases import PARALLEL, Command, Node, execute
+from vmkube.roles import CONTROL_PLANE
+from vmkube.waiting import wait_for
+
+from vmkube.bootstrap import render
+from vmkube.bootstrap.kubectl import DEFAULT_ACCOUNT_PATH, NODES_PATH, kubectl, kubectl_step
+from vmkube.bootstrap.plan import Plan
+
+# Measured on 2 emulated cores (QEMU TCG): a starting control plane answered its first node
+# listing 16 minutes after its API server started.
+READY_TIMEOUT = 1200.0
+ROLE_LABEL = "node-role.kubernetes.io/control-plane"
+# Between two looks. Each look starts kubectl on the control plane: a Go binary whose start
+# and TLS handshake cost seconds of CPU under emulation, taken from the API server it asks.
+PROBE_INTERVAL = 10.0
+
+
+def _wait(what: str, probe) -> Any:
+    return wait_for(what, probe, timeout=READY_TIMEOUT, interval=PROBE_INTERVAL, error=BootstrapError)
+
+
+def etcd_healthy(node: Node) -> None:
+    command = [*render.etcdctl_args(), "--command-timeout=5s", "endpoint", "health"]
+
+    def probe() -> tuple[bool, str]:
+        result = node.session.run(command, sudo=True, check=False)
+        return result.ok, result.stderr or result.stdout
+    _wait(f"{node.name}: etcd", probe)
+
+
+def api_ready(node: Node) -> None:
+    def probe() -> tuple[bool, str]:
+        # kubectl exits 0 with a body other than "ok" while checks still fail.
+        result = kubectl(node, "get --raw /readyz", check=False)
+        return result.ok and result.stdout.strip() == "ok", result.stderr or result.stdout
+    _wait(f"{node.name}: the API server", probe)
+
+
+def serving(node: Node) -> None:
+    """The control plane answers again: its etcd member is healthy and its API server ready."""
+    etcd_healthy(node)
+    api_ready(node)
+
+
+@dataclass
+class ApiReady:
+    title: str = "wait for the API server"
+    mode: str = PARALLEL
+
+    def applies(self, node: Node) -> bool:
+        return node.role == CONTROL_PLANE
+
+    def run(self, node: Node) -> None:
+        api_ready(node)
+
+
+def ready_nodes(items: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Node name -> its object, for the nodes whose Ready condition is True."""
+    ready = {}
+    for item in items:
+        conds = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}
+        if conds.get("Ready") == "True":
+            ready[item["metadata"]["name"]] = item
+    return ready
+
+
+def decide_labels(plan: Plan, items: Mapping[str, Mapping[str, Any]]) -> list[Command]:
+    """Labels and the control-plane role that kubelets may not set themselves (NodeRestriction)."""
+    steps = []
+    for n in plan.nodes:
+        want = {k: v for k, v in n.labels.items() if render.restricted_label(k)}
+        if n.role == CONTROL_PLANE:
+            want[ROLE_LABEL] = ""
+        have = items.get(n.name, {}).get("metadata", {}).get("labels", {})
+        missing = {k: v for k, v in want.items() if have.get(k) != v}
+        if missing:
+            pairs = [f"{k}={v}" for k, v in sorted(missing.items())]
+            steps.append(kubectl_step("label", "node", n.name, "--overwrite", *pairs,
+                                      why=f"labelling {n.name}: {' '.join(shlex.quote(p) for p in pairs)}"))
+    return steps
+
+
+@dataclass
+class NodesReady:
+    """On the first control plane: every node Ready and the default service account made
+    (pods need it); then the labels only an admin may set."""
+    plan: Plan
+    first: Node
+    title: str = "wait for every node to be Ready"
+    mode: str = PARALLEL
+
+    def applies(self, node: Node) -> bool:
+        return node is self.first
+
+    def facts(self, node: Node) -> tuple[dict[str, Mapping[str, Any]], bool]:
+        """The Ready nodes, and whether the default service account exists: asked only once
+        every node is Ready (one kubectl per look while they are not)."""
+        result = kubectl(node, f"get --raw {NODES_PATH}", check=False)
+        ready = ready_nodes(json.loads(result.stdout)["items"]) if result.ok else {}
+        if not {n.name for n in self.plan.nodes} <= set(ready):
+            return ready, False
+        return ready, kubectl(node, f"get --raw {DEFAULT_ACCOUNT_PATH}", check=False).ok
+
+    def run(self, node: Node) -> None:
+        wanted = {n.name for n in self.plan.nodes}
+
+        def probe() -> tuple[bool, Any]:
+            ready, account = self.facts(node)
+            if wanted <= set(ready) and account:
+                return True, ready
+            missing = ", ".join(sorted(wanted - set(ready)))
+            return False, f"nodes not Ready: {missing}" if missing else "the default service account is missing"
+        ready = _wait("the cluster", probe)
+        execute(node, decide_labels(self.plan, ready))
+
+
+def node_report(control_plane: Node) -> list[NodeStatus]:
+    """What the API server says about each node: readiness, kubelet version, address."""
+    items = json.loads(kubectl(control_plane, f"get --raw {NODES_PATH}").stdout)["items"]
+    out = []
+    for item in items:
+        conds = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}
+        addresses = {a["type"]: a["address"] for a in item["status"].get("addresses", [])}
+        out.append(NodeStatus(item["metadata"]["name"], conds.get("Ready") == "True",
+                              item["status"]["nodeInfo"]["kubeletVersion"], addresses.get("InternalIP", "")))
+    return sorted(out, key=lambda n: n.name)

@@ -1,0 +1,182 @@
+"""The cluster's PKI, made with `cryptography`: three CAs, the service-account
+key pair, and the certificates each component and node presents.
+
+Everything is deterministic given its inputs except fresh keys: ``ensure``
+reuses what it is given (from Pulumi state) and makes only what is missing or
+no longer matches (a new node address, a new node), so certificates stay
+stable across runs. PEM text only; the Pulumi layer keeps it as secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_YEARS = 10
+LEAF_DAYS = 365 * 2
+RENEW_BEFORE_DAYS = 60
+
+
+@dataclass(frozen=True)
+class CertKey:
+    cert: str  # PEM
+    key: str   # PEM, secret
+
+    def __repr__(self) -> str:
+        return f"CertKey({subject_of(self.cert)}, key=****)"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _name(cn: str, org: str = "") -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+def subject_of(cert_pem: str) -> str:
+    return x509.load_pem_x509_certificate(cert_pem.encode()).subject.rfc4514_string()
+
+
+def make_ca(cn: str) -> CertKey:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=365 * CA_YEARS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return CertKey(cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    cn: str
+    org: str = ""
+    client: bool = False
+    server: bool = False
+    dns: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+
+
+def issue(ca: CertKey, spec: LeafSpec) -> CertKey:
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.encode())
+    ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    usages = ([ExtendedKeyUsageOID.CLIENT_AUTH] if spec.client else []) + \
+             ([ExtendedKeyUsageOID.SERVER_AUTH] if spec.server else [])
+    builder = (x509.CertificateBuilder().subject_name(_name(spec.cn, spec.org)).issuer_name(ca_cert.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=False,
+                                            crl_sign=False, content_commitment=False, data_encipherment=False,
+                                            key_agreement=False, encipher_only=False, decipher_only=False),
+                              critical=True)
+               .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),
+                              critical=False))
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in spec.dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in spec.ips]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return CertKey(cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))
+
+
+def matches(existing: CertKey | None, ca: CertKey, spec: LeafSpec) -> bool:
+    """True when the certificate was issued by this CA for exactly this spec and is not near expiry."""
+    if existing is None:
+        return False
+    cert = x509.load_pem_x509_certificate(existing.cert.encode())
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.encode())
+    if cert.issuer != ca_cert.subject or cert.subject != _name(spec.cn, spec.org):
+        return False
+    try:
+        ca_cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+    except Exception:  # noqa: BLE001 - any verification failure means "not ours"
+        return False
+    if cert.not_valid_after_utc - _now() < dt.timedelta(days=RENEW_BEFORE_DAYS):
+        return False
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = set(san.get_values_for_type(x509.DNSName))
+        ips = {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    except x509.ExtensionNotFound:
+        dns, ips = set(), set()
+    return dns == set(spec.dns) and ips == set(spec.ips)
+
+
+def service_account_key() -> CertKey:
+    """The key pair kube-apiserver signs and verifies service-account tokens with (no certificate)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return CertKey(public, _key_pem(key))
+
+
+def encryption_key(name: str = "vmkube-1") -> CertKey:
+    """A key for Secrets at rest (secretbox: 32 random bytes, base64), named as the
+    EncryptionConfiguration names it; kept in state with the PKI as a secret."""
+    return CertKey(name, base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+def apiserver_names(cluster_domain: str, service_ip: str, api_addresses: Iterable[str],
+                    node_names: Iterable[str]) -> LeafSpec:
+    dns = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
+           f"kubernetes.default.svc.{cluster_domain}", "localhost", *node_names]
+    ips = ["127.0.0.1", service_ip, *api_addresses]
+    return LeafSpec("kube-apiserver", server=True, dns=tuple(sorted(set(dns))), ips=tuple(sorted(set(ips))))
+
+
+def ensure(existing: Mapping[str, CertKey], wanted: Mapping[str, tuple[str, LeafSpec]],
+           cas: Iterable[str]) -> dict[str, CertKey]:
+    """The full set: CAs first (kept forever once made), then every wanted leaf,
+    reissued only when missing or no longer matching. ``wanted`` maps a name to
+    (issuing CA name, spec)."""
+    out: dict[str, CertKey] = {}
+    for name in cas:
+        out[name] = existing.get(name) or make_ca(f"vmkube-{name}")
+    for name, (ca_name, spec) in wanted.items():
+        current = existing.get(name)
+        out[name] = current if matches(current, out[ca_name], spec) else issue(out[ca_name], spec)
+    return out
+
+
+def kubeconfig(cluster: str, server: str, ca_cert: str, user: str, client: CertKey) -> str:
+    """A kubeconfig with the credentials embedded (base64), as kubectl writes them."""
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+    doc = {
+        "apiVersion": "v1", "kind": "Config", "current-context": cluster,
+        "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": b64(ca_cert)}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(client.cert),
+                                          "client-key-data": b64(client.key)}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+    }
+    return yaml.safe_dump(doc, sort_keys=False)

@@ -1,0 +1,1 @@
+"""Node VMs: pools converged on one hypervisor interface (base.Hypervisor) with two backends, libvirt and vSphere."""
