@@ -110,7 +110,7 @@ def run_rung(e2e: Path, kubeconfig: Path, rung: Rung, timeout: str) -> Rung:
 
 
 def write_report(path: Path, rungs: list[Rung], version: str, shape: str) -> None:
-    lines = [f"# Kubernetes conformance of a vmkube cluster",
+    lines = ["# Kubernetes conformance of a vmkube cluster",
              "",
              f"Kubernetes {version}; the suite is e2e.test of the same version built from the k8s.io/kubernetes "
              f"module (`make conformance`). Cluster: {shape}. Measured on a 2-core machine running the nodes "

@@ -1,26 +1,44 @@
-"""The add-on wait (vmkube.bootstrap.addons.not_serving) against a real API server and
-the real kubectl's output: for one name kubectl prints the object itself, for several a
-List, for a missing one (with --ignore-not-found) nothing."""
+"""The bootstrap's reads (vmkube.bootstrap.api's curl script) and the add-on wait
+(vmkube.bootstrap.addons.not_serving) against a real API server: an object that serves,
+one that does not exist, a non-JSON answer, and no answer at all."""
 
 from __future__ import annotations
 
+import subprocess
+
 from tests.fixtures.kube import ControlPlane
 from tests.helpers import deployment_manifest
+from vmkube.bootstrap import api
 from vmkube.bootstrap.addons import not_serving
 
 ROLLOUT_SECONDS = 60
 
 
-def test_addon_readiness_reads_what_kubectl_prints(kube_cluster: ControlPlane):
-    kube_cluster.kubectl("create", "namespace", "fixture-readiness")
-    kube_cluster.kubectl("apply", "-n", "fixture-readiness", "-f", "-", input=deployment_manifest("dns", 1))
-    kube_cluster.kubectl("rollout", "status", "-n", "fixture-readiness", "deployment/dns",
+def read(cp: ControlPlane, *paths: str, server: str = "") -> list[api.Answer]:
+    client = api.Client(server or cp.server, str(cp.workdir / "ca.crt"), str(cp.workdir / "super-admin.crt"),
+                        str(cp.workdir / "super-admin.key"))
+    out = subprocess.run(["sh", "-c", api.script(list(paths), client, timeout=10)], capture_output=True,
+                         text=True, timeout=60).stdout
+    return api.parse(out, len(paths))
+
+
+def test_reads_and_addon_readiness_against_a_real_api_server(kube_cluster: ControlPlane):
+    ns = "fixture-readiness"
+    kube_cluster.kubectl("create", "namespace", ns)
+    kube_cluster.kubectl("apply", "-n", ns, "-f", "-", input=deployment_manifest("dns", 1))
+    kube_cluster.kubectl("rollout", "status", "-n", ns, "deployment/dns",
                          f"--timeout={ROLLOUT_SECONDS}s", timeout=ROLLOUT_SECONDS + 10)
 
-    def get(*refs: str) -> str:
-        return kube_cluster.kubectl("get", *refs, "-n", "fixture-readiness", "--ignore-not-found", "-o", "json")
-    one = [("Deployment", "dns")]
-    assert not_serving(one, get("deployment/dns")) == []
-    assert not_serving(one + [("Deployment", "absent")], get("deployment/dns", "deployment/absent")) == ["absent"]
-    assert not_serving([("Deployment", "absent")], get("deployment/absent")) == ["absent"]
-    kube_cluster.kubectl("delete", "namespace", "fixture-readiness", "--wait=false")
+    wanted = [("Deployment", "dns"), ("Deployment", "absent")]
+    answers = read(kube_cluster, *(api.object_path(k, n, ns) for k, n in wanted), "/readyz", "/api/v1/nodes")
+    dns, absent, readyz, nodes = answers
+    assert dns.ok and dns.json()["metadata"]["name"] == "dns"
+    assert absent.status == 404 and absent.json() is None
+    assert readyz.ok and readyz.body == "ok"
+    assert {n["metadata"]["name"] for n in nodes.json()["items"]}  # the fixture's nodes
+    assert not_serving(wanted, [a.json() for a in answers[:2]]) == ["absent"]
+
+    # Nothing listens there: every path reads as no answer, none is lost.
+    gone = read(kube_cluster, "/readyz", "/api/v1/nodes", server="https://127.0.0.1:1")
+    assert [a.status for a in gone] == [0, 0]
+    kube_cluster.kubectl("delete", "namespace", ns, "--wait=false")

@@ -4,7 +4,9 @@ nothing is changed."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ import pytest
 
 from vmkube.errors import NodesFailed
 from vmkube.nodes.phases import Node, run_phases
-from vmkube.bootstrap.preflight import MODULES, Preflight, gather, problems
+from vmkube.bootstrap.preflight import MODULES, NODE_COMMANDS, ROLE_COMMANDS, Facts, Preflight, gather, problems
 from vmkube.nodes.ssh import Session
 
 
@@ -23,11 +25,25 @@ def node(lab, name: str, role: str = "control-plane") -> Node:
     return Node(f"n-{name}", role, host.ip, Session(f"n-{name}", host.endpoint(), lab.user_key.private_openssh))
 
 
+GOOD_FACTS = Facts(os="debian", os_version="12", arch="x86_64", mem_mib=2000, disk_free_mib=8000, swap_devices=0,
+                   modules={m: True for m in MODULES}, ports=frozenset({22}), bootstrapped=False, sudo=True,
+                   skew_seconds=0.0)
+
+
 def local_modules() -> dict[str, bool]:
     """The test hosts share this kernel: what it has is what preflight must report."""
     release = os.uname().release
     return {m: Path(f"/sys/module/{m}").is_dir() or any(Path(f"/lib/modules/{release}").rglob(f"{m}.ko*"))
             for m in MODULES}
+
+
+def local_missing(role: str) -> list[str]:
+    """The test hosts run this machine's programs: the commands it lacks, as preflight names them."""
+    needed = {**NODE_COMMANDS, **ROLE_COMMANDS.get(role, {})}
+    missing = sorted(c for c in needed if not shutil.which(c, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                                                 "/usr/bin:/sbin:/bin"))
+    facts = dataclasses.replace(GOOD_FACTS, missing_commands=frozenset(missing))
+    return problems(facts, role, 0)
 
 
 def test_facts_come_from_the_node(ssh_lab):
@@ -44,6 +60,8 @@ def test_facts_come_from_the_node(ssh_lab):
     assert facts.sudo and not facts.bootstrapped
     assert facts.modules == local_modules()
     assert abs(facts.skew_seconds) < 2
+    modules = [f"kernel module {m} is not available" for m, ok in local_modules().items() if not ok]
+    assert problems(facts, "control-plane", 0) == [*modules, *local_missing("control-plane")]
 
 
 def test_each_problem_is_named_per_node_and_nothing_is_changed(ssh_lab, caplog):
@@ -70,10 +88,10 @@ def test_each_problem_is_named_per_node_and_nothing_is_changed(ssh_lab, caplog):
             n.session.close()
     failures = err.value.failures
     missing = [f"kernel module {m} is not available" for m, ok in local_modules().items() if not ok]
-    assert failures["n-direct"].split("; ") == [*missing, "port 6443 already in use"]
+    assert failures["n-direct"].split("; ") == [*missing, *local_missing("control-plane"), "port 6443 already in use"]
     bastion = failures["n-bastion"].split("; ")
     assert bastion[0].endswith("MiB of memory, the stack asks for 4194304 MiB")
-    assert bastion[1:] == missing  # a worker does not need 6443
+    assert bastion[1:] == [*missing, *local_missing("worker")]  # a worker does not need 6443
     assert str(err.value).startswith("preflight failed on 2 of 2 nodes:")
     commands = [r.getMessage() for r in caplog.records if r.name == "vmkube.ssh" and "connected" not in r.getMessage()]
     assert sorted(commands) == ["n-bastion: reading facts (once cloud-init is done)",

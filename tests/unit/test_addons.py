@@ -145,7 +145,6 @@ def test_each_addon_runs_the_binary_where_its_image_holds_it(tmp_path):
     manifest either names that path as its command or leaves the entrypoint to it
     (arguments only, none of them the binary again: Go's flag parsing would stop there)."""
     import io
-    import json
     import tarfile
     from vmkube.bootstrap.preload import ADDON_BINARIES, preloaded
     from vmkube.contracts import BinarySource
@@ -185,18 +184,16 @@ def test_readiness_is_read_from_one_listing():
     assert not ready("APIService", {"status": {"conditions": [{"type": "Available", "status": "False"}]}})
 
 
-def test_readiness_reads_one_object_a_list_or_nothing():
-    # kubectl prints the object itself for one name, a List for several, nothing when
-    # --ignore-not-found found none: each shape must be read (one name once never read Ready).
+def test_readiness_reads_each_wanted_object_absent_or_not():
     from vmkube.bootstrap.addons import not_serving
     dep = {"kind": "Deployment", "metadata": {"name": "coredns"}, "spec": {"replicas": 1},
            "status": {"availableReplicas": 1, "updatedReplicas": 1}}
     api = {"kind": "APIService", "metadata": {"name": "v1beta1.metrics.k8s.io"},
            "status": {"conditions": [{"type": "Available", "status": "False"}]}}
     wanted = [("Deployment", "coredns")]
-    assert not_serving(wanted, json.dumps(dep)) == []
-    assert not_serving(wanted, json.dumps({"kind": "List", "items": [dep]})) == []
-    assert not_serving(wanted, "") == ["coredns"]
-    assert not_serving(wanted, "not json") == ["coredns"]
+    assert not_serving(wanted, [dep]) == []
+    assert not_serving(wanted, [None]) == ["coredns"]
+    assert not_serving(wanted, []) == ["coredns"]  # no answer at all
     both = wanted + [("APIService", "v1beta1.metrics.k8s.io")]
-    assert not_serving(both, json.dumps({"kind": "List", "items": [dep, api]})) == ["v1beta1.metrics.k8s.io"]
+    assert not_serving(both, [dep, api]) == ["v1beta1.metrics.k8s.io"]
+    assert not_serving(both, [None, api]) == ["coredns", "v1beta1.metrics.k8s.io"]

@@ -1,7 +1,7 @@
 """The order in which the services phase starts and restarts control-plane units.
 
 systemd does not run in the SSH lab's namespaces, so the nodes here are scripted
-sessions that answer systemctl, etcdctl and kubectl as a node would; what is
+sessions that answer systemctl, etcdctl and curl as a node would; what is
 tested is vmkube's ordering. The real units start and restart on real VMs in
 tests/e2e."""
 
@@ -39,9 +39,12 @@ class ScriptedNode:
                 self.barrier.wait(timeout=5)  # fails unless every node gets here at once
             time.sleep(0.02)
             return Result(text, 0, "", "")
-        if "etcdctl" in text or "/readyz" in text:
+        if "etcdctl" in text:
             self.events.append((self.name, "ready-check", "", time.monotonic()))
-            return Result(text, 0, "ok", "")
+            return Result(text, 0, "healthy", "")
+        if "/readyz" in text:  # vmkube.bootstrap.api's curl: the body, then its status line
+            self.events.append((self.name, "ready-check", "", time.monotonic()))
+            return Result(text, 0, "ok\n--vmkube-status 200\n", "")
         return Result(text, 0, "", "")
 
 

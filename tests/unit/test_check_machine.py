@@ -72,7 +72,7 @@ def test_disk_needs_add_up_per_filesystem_and_shrink_with_what_is_built():
     assert cm.problems(dataclasses.replace(GOOD, devices=apart, free_mib=free)) == []
     tight = dict(free, toolchain=5 * 1024, image=5 * 1024)
     found = cm.problems(dataclasses.replace(GOOD, devices=apart, free_mib=tight))
-    assert found == [f"not enough free disk for the toolchain, the node image: 5.0 GiB free, 6 GiB needed; "
+    assert found == ["not enough free disk for the toolchain, the node image: 5.0 GiB free, 6 GiB needed; "
                      "free some space, or point VMKUBE_CACHE at a larger disk"]
     built = dataclasses.replace(GOOD, toolchain_built=True, image_built=True, free_mib={k: 7 * 1024 for k in apart})
     assert cm.problems(built) == []

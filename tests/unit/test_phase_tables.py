@@ -64,6 +64,10 @@ GOOD = Facts(os="debian", os_version="12", arch="x86_64", mem_mib=2000, disk_fre
     ({"sudo": False}, "cannot run sudo"),
     ({"skew_seconds": 3600.0}, "clock is +3600s off"),
     ({"mem_mib": 900}, "900 MiB of memory, the stack asks for 2048 MiB"),
+    # haproxy runs on workers only: a control plane without it is fine.
+    ({"missing_commands": frozenset({"curl", "haproxy"})}, "command curl not found (the node image needs the package curl)"),
+    ({"missing_commands": frozenset({"ctr", "containerd", "runc"})},
+     "commands containerd, ctr, runc not found (the node image needs the packages containerd, runc)"),
 ])
 def test_preflight_decides_problems_never_commands(change, problem):
     phase = Preflight(memory_mb={"t-cp-1": 2048})
@@ -77,10 +81,12 @@ def test_preflight_decides_problems_never_commands(change, problem):
 def test_preflight_facts_parse_from_the_script_output():
     out = ("started_up=100.00\nos=debian\nos_version=12\narch=x86_64\nmem_mib=1950\ndisk_free_mib=7000\n"
            "swap_devices=0\nmodule_br_netfilter=1\nmodule_overlay=1\nports=22 53 \nbootstrapped=0\nsudo=1\n"
+           "missing=haproxy conntrack \n"
            "now=1000.50\nnow_up=100.10\n")
     facts = parse_facts(out, sent=1000.0, received=1000.4)
     assert (facts.os, facts.arch, facts.mem_mib, facts.ports, facts.sudo) == ("debian", "x86_64", 1950,
                                                                                frozenset({22, 53}), True)
+    assert facts.missing_commands == {"haproxy", "conntrack"}
     assert abs(facts.skew_seconds) < 1
 
 

@@ -14,7 +14,6 @@ applies what is missing or changed and waits until every add-on serves.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import time
@@ -30,7 +29,8 @@ from vmkube.versions import pins_for
 from vmkube.nodes.phases import PARALLEL, Command, Node
 from vmkube.waiting import wait_for
 
-from vmkube.bootstrap.kubectl import KUBECTL, kubectl
+from vmkube.bootstrap import api
+from vmkube.bootstrap.kubectl import KUBECTL
 from vmkube.bootstrap.plan import CLUSTER_DOMAIN, Plan
 
 log = logging.getLogger("vmkube.bootstrap")
@@ -367,8 +367,8 @@ class Addons:
         return result.ok, result.stderr or result.stdout
 
     def serving(self, node: Node) -> tuple[bool, str]:
-        """One kubectl call per look: on a slow control plane every kubectl start (a Go
-        binary, then API discovery) costs seconds of CPU the API server needs itself."""
+        """One read per look for all of them (bootstrap/api.py: curl, not kubectl, whose
+        every start costs CPU a slow control plane's API server needs itself)."""
         on = self.config.enabled()
         wanted = [("Deployment", "coredns")] if COREDNS in on else []
         if METRICS_SERVER in on:
@@ -377,28 +377,16 @@ class Addons:
             wanted.append(("DaemonSet", "kube-network-policies"))
         if not wanted:
             return True, "no add-on enabled"
-        refs = " ".join(f"{kind.lower()}/{name}" for kind, name in wanted)
-        result = kubectl(node, f"get {refs} -n kube-system --ignore-not-found -o json", check=False)
-        waiting = not_serving(wanted, result.stdout)
+        answers = api.get(node, *(api.object_path(kind, name) for kind, name in wanted))
+        waiting = not_serving(wanted, [a.json() for a in answers])
         return not waiting, f"waiting for {', '.join(waiting)}"
 
 
-def not_serving(wanted: list[tuple[str, str]], stdout: str) -> list[str]:
-    """The names of the wanted (kind, name) objects that `kubectl get ... -o json` did not
-    show serving."""
-    found = listed(stdout)
-    return [name for kind, name in wanted if not ready(kind, found.get((kind, name)))]
-
-
-def listed(stdout: str) -> dict[tuple[str, str], Mapping[str, Any]]:
-    """(kind, name) -> object from `kubectl get ... -o json`: a List for several names, the
-    object itself for one, nothing when --ignore-not-found found nothing or the call failed."""
-    try:
-        doc = json.loads(stdout or "{}")
-    except ValueError:
-        return {}
-    items = doc.get("items", []) if doc.get("kind", "List") == "List" else [doc]
-    return {(o.get("kind"), o.get("metadata", {}).get("name")): o for o in items}
+def not_serving(wanted: list[tuple[str, str]], objects: list[Mapping[str, Any] | None]) -> list[str]:
+    """The names of the wanted (kind, name) objects not serving, given what the API answered
+    for each (None: absent, or no answer)."""
+    objects = list(objects) + [None] * (len(wanted) - len(objects))
+    return [name for (kind, name), obj in zip(wanted, objects) if not ready(kind, obj)]
 
 
 def ready(kind: str, obj: Mapping[str, Any] | None) -> bool:
@@ -417,12 +405,12 @@ def ready(kind: str, obj: Mapping[str, Any] | None) -> bool:
 def pod_report(node: Node) -> str:
     """The kube-system pods that are not ready, each with why, and the latest warnings."""
     lines = []
-    pods = kubectl(node, "get pods -n kube-system -o json", check=False)
-    if pods.ok:
-        lines += describe_pods(json.loads(pods.stdout).get("items", []))
-    events = kubectl(node, "get events -n kube-system --field-selector type=Warning -o json", check=False)
-    if events.ok:
-        items = sorted(json.loads(events.stdout).get("items", []), key=lambda e: e.get("lastTimestamp") or "")
+    pods, events = api.get(node, "/api/v1/namespaces/kube-system/pods",
+                           "/api/v1/namespaces/kube-system/events?fieldSelector=type%3DWarning")
+    if pods.json() is not None:
+        lines += describe_pods(pods.json().get("items") or [])
+    if events.json() is not None:
+        items = sorted(events.json().get("items") or [], key=lambda e: e.get("lastTimestamp") or "")
         lines += [f"  warning {e.get('involvedObject', {}).get('name', '?')}: {e.get('reason', '')}: "
                   f"{(e.get('message') or '').strip()[:300]}" for e in items[-8:]]
     return "kube-system now:\n" + "\n".join(lines or ["  (the API server did not answer)"])

@@ -23,6 +23,12 @@ MIN_FREE_DISK_MIB = 2048
 # The kernel keeps some memory for itself: a 2048 MiB VM reports about 1950 MiB.
 MEMORY_SLACK = 0.85
 BOOTSTRAPPED_MARKER = "/var/lib/vmkube/bootstrapped"
+# What vmkube runs on a node but does not install: vmkube's libvirt image has them all; a
+# vSphere template must too. Command -> the Debian/Ubuntu package that brings it.
+NODE_COMMANDS = {"containerd": "containerd", "ctr": "containerd", "runc": "runc", "iptables": "iptables",
+                 "conntrack": "conntrack"}
+ROLE_COMMANDS = {CONTROL_PLANE: {"curl": "curl"}, "worker": {"haproxy": "haproxy"}}
+ALL_COMMANDS = sorted({*NODE_COMMANDS, *(c for cmds in ROLE_COMMANDS.values() for c in cmds)})
 
 # One command, so one round trip. Its own duration is timed with the node's
 # uptime, which no clock step moves (a booting node may step its wall clock
@@ -30,6 +36,7 @@ BOOTSTRAPPED_MARKER = "/var/lib/vmkube/bootstrapped"
 # this machine's time despite a long wait for cloud-init.
 FACTS_SCRIPT = r"""
 echo "started_up=$(cut -d' ' -f1 /proc/uptime)"
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # cloud-init may still be writing users, keys and hostname: let it finish first.
 if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown}"; echo "os_version=${VERSION_ID:-}"
@@ -47,9 +54,10 @@ echo "ports=$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' | sort -un
 if [ -e /var/lib/vmkube/bootstrapped ] || [ -e /etc/systemd/system/kubelet.service ]; then
   echo bootstrapped=1; else echo bootstrapped=0; fi
 if sudo -n true 2>/dev/null; then echo sudo=1; else echo sudo=0; fi
+echo "missing=$(for c in @COMMANDS@; do command -v "$c" >/dev/null 2>&1 || printf '%s ' "$c"; done)"
 echo "now=$(date +%s.%N)"
 echo "now_up=$(cut -d' ' -f1 /proc/uptime)"
-"""
+""".replace("@COMMANDS@", " ".join(ALL_COMMANDS))
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class Facts:
     bootstrapped: bool
     sudo: bool
     skew_seconds: float
+    missing_commands: frozenset[str] = frozenset()  # of ALL_COMMANDS
 
 
 def gather(node: Node) -> Facts:
@@ -94,6 +103,7 @@ def parse_facts(out: str, sent: float, received: float) -> Facts:
         ports=frozenset(int(p) for p in values.get("ports", "").split() if p.isdigit()),
         bootstrapped=values.get("bootstrapped") == "1", sudo=values.get("sudo") == "1",
         skew_seconds=skew if abs(skew) > uncertainty else 0.0,
+        missing_commands=frozenset(values.get("missing", "").split()),
     )
 
 
@@ -117,6 +127,12 @@ def problems(facts: Facts, role: str, memory_mb: int) -> list[str]:
                      "(enable time sync)")
     if not facts.sudo:
         found.append("the SSH user cannot run sudo without a password")
+    needed = {**NODE_COMMANDS, **ROLE_COMMANDS.get(role, {})}
+    missing = sorted(set(needed) & facts.missing_commands)
+    if missing:
+        packages = sorted({needed[c] for c in missing})
+        found.append(f"command{'s' if len(missing) > 1 else ''} {', '.join(missing)} not found "
+                     f"(the node image needs the package{'s' if len(packages) > 1 else ''} {', '.join(packages)})")
     if not facts.bootstrapped:
         wanted = CONTROL_PLANE_PORTS if role == CONTROL_PLANE else WORKER_PORTS
         busy = sorted(set(wanted) & facts.ports)

@@ -6,7 +6,6 @@ names what did not get ready and how it last looked."""
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -17,17 +16,17 @@ from vmkube.nodes.phases import PARALLEL, Command, Node, execute
 from vmkube.roles import CONTROL_PLANE
 from vmkube.waiting import wait_for
 
-from vmkube.bootstrap import render
-from vmkube.bootstrap.kubectl import DEFAULT_ACCOUNT_PATH, NODES_PATH, kubectl, kubectl_step
+from vmkube.bootstrap import api, render
+from vmkube.bootstrap.kubectl import DEFAULT_ACCOUNT_PATH, NODES_PATH, kubectl_step
 from vmkube.bootstrap.plan import Plan
 
 # Measured on 2 emulated cores (QEMU TCG): a starting control plane answered its first node
 # listing 16 minutes after its API server started.
 READY_TIMEOUT = 1200.0
 ROLE_LABEL = "node-role.kubernetes.io/control-plane"
-# Between two looks. Each look starts kubectl on the control plane: a Go binary whose start
-# and TLS handshake cost seconds of CPU under emulation, taken from the API server it asks.
-PROBE_INTERVAL = 10.0
+# Between two looks. Each look is a curl on the control plane (bootstrap/api.py) and a TLS
+# handshake, whose CPU under emulation comes from the API server being waited for.
+PROBE_INTERVAL = 5.0
 
 
 def _wait(what: str, probe) -> Any:
@@ -45,9 +44,8 @@ def etcd_healthy(node: Node) -> None:
 
 def api_ready(node: Node) -> None:
     def probe() -> tuple[bool, str]:
-        # kubectl exits 0 with a body other than "ok" while checks still fail.
-        result = kubectl(node, "get --raw /readyz", check=False)
-        return result.ok and result.stdout.strip() == "ok", result.stderr or result.stdout
+        [answer] = api.get(node, "/readyz")
+        return answer.ok and answer.body.strip() == "ok", answer.body or f"HTTP {answer.status}"
     _wait(f"{node.name}: the API server", probe)
 
 
@@ -108,13 +106,10 @@ class NodesReady:
         return node is self.first
 
     def facts(self, node: Node) -> tuple[dict[str, Mapping[str, Any]], bool]:
-        """The Ready nodes, and whether the default service account exists: asked only once
-        every node is Ready (one kubectl per look while they are not)."""
-        result = kubectl(node, f"get --raw {NODES_PATH}", check=False)
-        ready = ready_nodes(json.loads(result.stdout)["items"]) if result.ok else {}
-        if not {n.name for n in self.plan.nodes} <= set(ready):
-            return ready, False
-        return ready, kubectl(node, f"get --raw {DEFAULT_ACCOUNT_PATH}", check=False).ok
+        """The Ready nodes, and whether the default service account exists (one read)."""
+        nodes, account = api.get(node, NODES_PATH, DEFAULT_ACCOUNT_PATH)
+        listed = nodes.json()
+        return ready_nodes((listed or {}).get("items") or []), account.ok
 
     def run(self, node: Node) -> None:
         wanted = {n.name for n in self.plan.nodes}
@@ -131,7 +126,12 @@ class NodesReady:
 
 def node_report(control_plane: Node) -> list[NodeStatus]:
     """What the API server says about each node: readiness, kubelet version, address."""
-    items = json.loads(kubectl(control_plane, f"get --raw {NODES_PATH}").stdout)["items"]
+    [answer] = api.get(control_plane, NODES_PATH)
+    listed = answer.json()
+    if listed is None:
+        raise BootstrapError(f"{control_plane.name}: reading the nodes failed: HTTP {answer.status}: "
+                             f"{answer.body.strip()[-300:]}")
+    items = listed.get("items") or []
     out = []
     for item in items:
         conds = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}

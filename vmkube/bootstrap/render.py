@@ -186,6 +186,7 @@ def control_plane_files(plan: Plan, node: PlanNode, certs: Mapping[str, pki.Cert
         *_pair(certs, "apiserver-kubelet-client", f"{p}/apiserver-kubelet-client"),
         *_pair(certs, "apiserver-etcd-client", f"{p}/apiserver-etcd-client"),
         *_pair(certs, "front-proxy-client", f"{p}/front-proxy-client"),
+        *_pair(certs, "super-admin", f"{p}/vmkube-super-admin"),  # for the bootstrap's reads (bootstrap/api.py)
         *_pair(certs, f"etcd-server-{node.name}", f"{p}/etcd/server"),
         *_pair(certs, f"etcd-peer-{node.name}", f"{p}/etcd/peer"),
         _text("/etc/kubernetes/controller-manager.conf",

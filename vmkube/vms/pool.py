@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
+from typing import Mapping
 
 from vmkube.errors import HypervisorError, VmkubeError
 from vmkube.parallel import fan_out
