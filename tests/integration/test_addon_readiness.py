@@ -42,3 +42,17 @@ def test_reads_and_addon_readiness_against_a_real_api_server(kube_cluster: Contr
     gone = read(kube_cluster, "/readyz", "/api/v1/nodes", server="https://127.0.0.1:1")
     assert [a.status for a in gone] == [0, 0]
     kube_cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_every_addon_object_has_a_path_the_api_server_serves(kube_cluster: ControlPlane):
+    """The add-on phase counts objects by reading their paths (api.path_of): each kind's
+    collection must exist on a real API server, so a wrong plural or group cannot read as
+    'absent' for ever. Collections only: nothing is created in the shared cluster."""
+    from tests.unit.test_addons import CONFIG
+    from tests.unit.test_bootstrap_render import PLAN, certs
+    from vmkube.bootstrap.addons import manifests
+    objects = [o for objs in manifests(PLAN, CONFIG, certs()).values() for o in objs]
+    collections = sorted({api.path_of(o).rsplit("/", 1)[0] for o in objects})
+    assert len({o["kind"] for o in objects}) >= 10
+    answers = read(kube_cluster, *collections)
+    assert [(path, a.status) for path, a in zip(collections, answers) if not a.ok] == []

@@ -47,3 +47,15 @@ def test_object_paths_of_the_kinds_waited_for():
     assert api.object_path("DaemonSet", "x", "ns") == "/apis/apps/v1/namespaces/ns/daemonsets/x"
     assert api.object_path("APIService", "v1beta1.metrics.k8s.io") == \
         "/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io"
+
+
+def test_manifest_objects_map_to_their_api_paths():
+    assert api.path_of({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "kube-system"}}) \
+        == "/api/v1/namespaces/kube-system/configmaps/c"
+    assert api.path_of({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                        "metadata": {"name": "system:coredns"}}) == \
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/system:coredns"
+    assert api.path_of({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": {"name": "n", "namespace": "d"}}) == "/apis/networking.k8s.io/v1/namespaces/d/networkpolicies/n"
+    assert api.path_of({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                        "metadata": {"name": "p", "namespace": "d"}}) == "/apis/policy/v1/namespaces/d/poddisruptionbudgets/p"

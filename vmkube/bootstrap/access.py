@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 from vmkube.nodes.phases import PARALLEL, Command, Node, execute
 
+from vmkube.bootstrap import api
 from vmkube.bootstrap.kubectl import DEFAULT_ACCOUNT_PATH, KUBECTL, kubectl_step
 from vmkube.bootstrap.plan import ADMIN_GROUP
 
 ADMIN_BINDING = "vmkube:cluster-admins"
+BINDING_PATH = f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{ADMIN_BINDING}"
 MARK_DIR = "/var/lib/vmkube"
 
 
@@ -42,12 +44,9 @@ class AdminBinding:
         return node is self.first
 
     def facts(self, node: Node) -> tuple[bool, bool]:
-        out = node.session.run(
-            f"{KUBECTL} get clusterrolebinding {ADMIN_BINDING} -o name >/dev/null 2>&1; echo binding=$?; "
-            f"{KUBECTL} get --raw {DEFAULT_ACCOUNT_PATH} >/dev/null 2>&1; echo account=$?", sudo=True,
-            label="reading the admin binding and the default service account").stdout
-        values = dict(line.split("=", 1) for line in out.split() if "=" in line)
-        return values.get("binding") == "0", values.get("account") == "0"
+        """Whether the binding and the default service account exist (one read)."""
+        binding, account = api.get(node, BINDING_PATH, DEFAULT_ACCOUNT_PATH)
+        return binding.ok, account.ok
 
     def run(self, node: Node) -> None:
         execute(node, decide_binding(*self.facts(node)))

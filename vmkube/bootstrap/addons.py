@@ -294,11 +294,6 @@ def addon_files(plan: Plan, config: AddonConfig, certs: Mapping[str, pki.CertKey
 
 # -- the phase ----------------------------------------------------------------------------
 
-def objects_script(paths: list[str]) -> str:
-    """For each manifest: how many of its objects the API has (one command)."""
-    return "; ".join(f"printf '%s %s\\n' {p} \"$({KUBECTL} get -f {p} -o name 2>/dev/null | wc -l)\"" for p in paths)
-
-
 def decide_addons(config: AddonConfig, present: Mapping[str, int], expected: Mapping[str, int],
                   changed: list[str]) -> list[Command]:
     """Apply an enabled add-on whose manifest changed or whose objects are not all there;
@@ -338,9 +333,14 @@ class Addons:
         return node is self.first
 
     def facts(self, node: Node) -> dict[str, int]:
-        paths = {manifest_path(a, a in self.config.enabled()): a for a in ADDONS}
-        out = node.session.run(objects_script(list(paths)), sudo=True, label="reading which add-on objects exist")
-        return {paths[p]: int(n) for p, n in (line.split() for line in out.stdout.splitlines() if line.strip())}
+        """Add-on -> how many of its objects the API has: one read of them all."""
+        objects = [(addon, obj) for addon, objs in manifests(self.plan, self.config, self.certs).items()
+                   for obj in objs]
+        answers = api.get(node, *(api.path_of(obj) for _, obj in objects))
+        present = {addon: 0 for addon in ADDONS}
+        for (addon, _), answer in zip(objects, answers):
+            present[addon] += answer.ok
+        return present
 
     def expected(self) -> dict[str, int]:
         return {a: len(objs) for a, objs in manifests(self.plan, self.config, self.certs).items()}

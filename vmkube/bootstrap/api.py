@@ -78,9 +78,26 @@ def get(node: Node, *paths: str, timeout: float = 20) -> list[Answer]:
     return parse(result.stdout, len(paths))
 
 
+def _plural(kind: str) -> str:
+    """The resource name of a built-in kind (NetworkPolicy -> networkpolicies)."""
+    lower = kind.lower()
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    return lower + ("es" if lower.endswith("s") else "s")
+
+
+def path_of(obj: Mapping[str, Any]) -> str:
+    """The API path of a manifest's object (built-in kinds, whose plurals are regular)."""
+    group_version, meta = obj["apiVersion"], obj["metadata"]
+    base = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    scope = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+    return f"{base}{scope}/{_plural(obj['kind'])}/{meta['name']}"
+
+
+GROUP_VERSIONS = {"Deployment": "apps/v1", "DaemonSet": "apps/v1", "APIService": "apiregistration.k8s.io/v1"}
+
+
 def object_path(kind: str, name: str, namespace: str = "kube-system") -> str:
     """The API path of one object of the kinds the bootstrap waits for."""
-    if kind == "APIService":
-        return f"/apis/apiregistration.k8s.io/v1/apiservices/{name}"
-    plural = {"Deployment": "deployments", "DaemonSet": "daemonsets"}[kind]
-    return f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
+    meta = {"name": name, "namespace": None if kind == "APIService" else namespace}
+    return path_of({"apiVersion": GROUP_VERSIONS[kind], "kind": kind, "metadata": meta})
