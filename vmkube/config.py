@@ -149,7 +149,7 @@ class AddonsSpec:
 @dataclass(frozen=True)
 class KubernetesSpec:
     install: bool = True  # False: provision the VMs only
-    version: str = "1.34.4"
+    version: str = "1.34.4"  # the toolchain's build (tools/go/kubernetes/go.mod)
     pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
     service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
     binaries: BinariesSpec = field(default_factory=BinariesSpec)
@@ -539,6 +539,9 @@ def _kubernetes(top: Fields) -> KubernetesSpec | None:
                           f"{', '.join(sorted(PINS))}")
         version = None
     binaries = _binaries(f)
+    if binaries is not None and binaries.source == "toolchain" and install and version and version != d.version:
+        f.fail("version", f"{version}: the toolchain builds Kubernetes {d.version} only; for {version} set "
+                          "vmkube:kubernetes.binaries.url (a mirror) or .dir (a directory of its binaries)")
     repository = f.string("imageRepository", d.image_repository, pattern=_REPOSITORY,
                           rule="must be a registry host with an optional port and path, like "
                                "registry.k8s.io or mirror.example.com:5000/k8s")

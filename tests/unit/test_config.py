@@ -59,6 +59,10 @@ def test_binaries_from_a_mirror_with_every_digest_are_accepted():
     spec = load({"hypervisor": "libvirt", "kubernetes": {"binaries": {"url": url, "sha256": digests}}})
     assert spec.kubernetes.binaries == config.BinariesSpec(url=url, sha256=digests)
     assert spec.kubernetes.binaries.source == "url"
+    # Another version than the toolchain's comes from the mirror.
+    other = load({"hypervisor": "libvirt", "kubernetes": {"version": "1.33.7",
+                                                          "binaries": {"url": url, "sha256": digests}}})
+    assert other.kubernetes.version == "1.33.7"
 
 
 def test_defaults_fill_a_minimal_stack():
@@ -176,6 +180,9 @@ INVALID = [
      "vmkube:kubernetes.podCidr: 10.32.0.0/23 holds 2 node ranges of /24 but the cluster has 8 nodes"),
     ("bad kubernetes version", "local", setter("kubernetes.version", "v1.34"),
      "vmkube:kubernetes.version: must be a release like 1.34.4"),
+    ("a version the toolchain does not build", "local", setter("kubernetes.version", "1.33.7"),
+     "vmkube:kubernetes.version: 1.33.7: the toolchain builds Kubernetes 1.34.4 only; for 1.33.7 set "
+     "vmkube:kubernetes.binaries.url"),
     ("binaries from url without digests", "local", setter("kubernetes.binaries", {"url": "https://mirror.example/k8s"}),
      "vmkube:kubernetes.binaries.sha256: needs a digest for every binary"),
     ("binaries from url with some digests", "local", setter("kubernetes.binaries", {

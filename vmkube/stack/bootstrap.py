@@ -14,8 +14,10 @@ import logging
 from typing import Any, Optional
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import (CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource,
+                            ResourceProvider, UpdateResult)
 
+from vmkube import upgrade
 from vmkube.bootstrap import converge
 from vmkube.contracts import UNKNOWN, BootstrapInputs, BootstrapState, changed_fields
 from vmkube.errors import VmkubeError
@@ -45,6 +47,13 @@ class BootstrapProvider(ResourceProvider):
         inputs = BootstrapInputs.from_props(props).known()
         state = converge.converge(inputs)
         return CreateResult(id_=inputs.cluster, outs={**props, **state.to_props()})
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        """Refused at preview, before any node is touched: a version change Kubernetes does
+        not support (olds: the inputs the cluster was last converged with; none on create)."""
+        running, wanted = (olds or {}).get("version"), news.get("version")
+        why = upgrade.refusal(running, wanted) if isinstance(running, str) and isinstance(wanted, str) else None
+        return CheckResult(news, [CheckFailure("version", why)] if why else [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         return DiffResult(changes=needs_run(olds, news))
