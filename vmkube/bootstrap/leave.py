@@ -8,13 +8,14 @@ stopped half-way resumes where it was and a node already gone needs nothing.
 from __future__ import annotations
 
 import logging
-import shlex
+from urllib.parse import quote
 from dataclasses import dataclass
 
 from vmkube.errors import BootstrapError, VmkubeError
 from vmkube.nodes.phases import Command, Node
 
-from vmkube.bootstrap.kubectl import kubectl, kubectl_step
+from vmkube.bootstrap import api, drain
+from vmkube.bootstrap.kubectl import kubectl_step
 
 log = logging.getLogger("vmkube.bootstrap")
 DRAIN_TIMEOUT = 300
@@ -50,19 +51,31 @@ def decide_leave(name: str, node: NodeObject) -> list[LeaveStep]:
     return steps
 
 
-def node_object(control_plane: Node, name: str) -> NodeObject:
-    found = kubectl(control_plane, f"get node {shlex.quote(name)} -o jsonpath={{.spec.unschedulable}}", check=False)
-    if not found.ok:
-        if "NotFound" not in found.stderr:
-            raise BootstrapError(f"{name}: cannot read its Node object: {found.stderr.strip()[-300:]}")
-        return NodeObject(exists=False)
-    return NodeObject(exists=True, cordoned=found.stdout.strip() == "true")
+def node_objects(control_plane: Node, names: list[str]) -> dict[str, NodeObject]:
+    """Each leaving node's Node object as the API has it (one read)."""
+    found = {}
+    for name, answer in zip(names, api.get(control_plane, *(f"/api/v1/nodes/{quote(n)}" for n in names))):
+        obj = answer.json()
+        if answer.status == 404:
+            found[name] = NodeObject(exists=False)
+        elif obj is None:
+            raise BootstrapError(f"{name}: cannot read its Node object: HTTP {answer.status}: "
+                                 f"{answer.body.strip()[-300:]}")
+        else:
+            found[name] = NodeObject(exists=True, cordoned=bool(obj.get("spec", {}).get("unschedulable")))
+    return found
 
 
 def remove_nodes(control_plane: Node, leaving: list[Node]) -> None:
-    """One node at a time, so the pods it runs find room on the others."""
+    """The drain preflight for all of them first, then one node at a time, so the pods it
+    runs find room on the others."""
+    objects = node_objects(control_plane, [n.name for n in leaving])
+    present = [name for name, obj in objects.items() if obj.exists]
+    for found in drain.preflight(control_plane, present) if present else []:
+        for what in found.lost:
+            log.warning("%s: draining: %s", found.node, what)
     for node in leaving:
-        steps = decide_leave(node.name, node_object(control_plane, node.name))
+        steps = decide_leave(node.name, objects[node.name])
         if not steps:
             log.info("%s: no Node object left; nothing to drain", node.name)
         for step in steps:
