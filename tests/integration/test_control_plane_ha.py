@@ -15,24 +15,13 @@ import json
 import time
 import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterator
 
-import pytest
-
-from tests.fixtures.kube import ControlPlane, get, leftover_processes, start_control_plane, wait, wait_node_ready
+from tests.fixtures.kube import ControlPlane, get, wait, wait_node_ready
 from tests.helpers import deployment_manifest
 from tests.kubelocal import FAKE_NODES, THREE
 
 FAILOVER_SECONDS = 180.0
 ROLLOUT_SECONDS = 120
-
-
-@pytest.fixture
-def ha(tmp_path: Path) -> Iterator[ControlPlane]:
-    with start_control_plane(tmp_path, THREE) as cp:
-        yield cp
-    assert leftover_processes(tmp_path) == []
 
 
 def etcd_members(cp: ControlPlane, ip: str) -> list[str]:
