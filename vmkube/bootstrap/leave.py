@@ -69,6 +69,8 @@ def node_objects(control_plane: Node, names: list[str]) -> dict[str, NodeObject]
 def remove_nodes(control_plane: Node, leaving: list[Node]) -> None:
     """The drain preflight for all of them first, then one node at a time, so the pods it
     runs find room on the others."""
+    if not leaving:
+        return
     objects = node_objects(control_plane, [n.name for n in leaving])
     present = [name for name, obj in objects.items() if obj.exists]
     for found in drain.preflight(control_plane, present) if present else []:

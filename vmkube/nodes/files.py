@@ -27,9 +27,32 @@ class FileSpec:
         return hashlib.sha256(self.content).hexdigest()
 
 
-_STATE_SCRIPT = ('for f in "$@"; do if [ -f "$f" ]; then printf "%s %s %s\\n" '
-                 '"$(sha256sum "$f" | cut -d" " -f1)" "$(stat -c %a "$f")" "$f"; else printf -- "- - %s\\n" "$f"; fi; '
-                 'done')
+# Where a node remembers the digests it computed, by each file's size, inode and ctime (to
+# the nanosecond): any write, rename or chmod changes the ctime, which no one can set back,
+# so an unchanged key means unchanged content. A file changed in the last seconds is not
+# remembered (two writes in one clock tick share a ctime). Without it every converge hashed ~450 MB of
+# binaries on each control plane: 128 s of a no-op run under TCG.
+MEMO = "/var/lib/vmkube/file-digests"
+
+# Prints "digest mode path" per path ("- - path" when missing) and rewrites the memo with
+# the files it saw (and the others' lines as they were). Lines of the memo: "@size.inode.ctime path<TAB>digest".
+_STATE_SCRIPT = r"""
+memo=$1; shift; next="$memo.$$"; tab=$(printf '\t'); now=$(date +%s)
+mkdir -p "$(dirname "$memo")" && (umask 077 && : > "$next")
+for f in "$@"; do
+  if [ ! -f "$f" ]; then printf -- '- - %s\n' "$f"; continue; fi
+  st=$(stat -c '%s.%i.%.9Z %Z %a' "$f"); key=${st%% *}; mode=${st##* }; changed=${st#* }; changed=${changed% *}
+  d=$(grep -F -m1 -- "@$key $f$tab" "$memo" 2>/dev/null | cut -f2)
+  [ -n "$d" ] || d=$(sha256sum "$f" | cut -d' ' -f1)
+  # Changed in the last seconds: a write in the same clock tick would keep this ctime.
+  [ $((now - changed)) -lt 3 ] || printf '@%s %s\t%s\n' "$key" "$f" "$d" >> "$next"
+  printf '%s %s %s\n' "$d" "$mode" "$f"
+done
+# Other files' lines are kept: a look at some paths does not forget the rest.
+for f in "$@"; do printf ' %s\t\n' "$f"; done > "$next.seen"
+grep -v -F -f "$next.seen" "$memo" >> "$next" 2>/dev/null
+rm -f "$next.seen"; mv "$next" "$memo"
+"""
 
 
 def parse_state(out: str) -> dict[str, tuple[str, int] | None]:
@@ -40,12 +63,13 @@ def parse_state(out: str) -> dict[str, tuple[str, int] | None]:
     return state
 
 
-def remote_state(session: Session, paths: Iterable[str]) -> dict[str, tuple[str, int] | None]:
-    """sha256 and mode of each path on the node (None where missing), in one command."""
+def remote_state(session: Session, paths: Iterable[str], memo: str = MEMO) -> dict[str, tuple[str, int] | None]:
+    """sha256 and mode of each path on the node (None where missing), in one command; a
+    file unchanged since the last look is not hashed again (MEMO)."""
     paths = list(paths)
     if not paths:
         return {}
-    out = session.run(f"sh -c {shlex.quote(_STATE_SCRIPT)} sh {shlex.join(paths)}", sudo=True,
+    out = session.run(f"sh -c {shlex.quote(_STATE_SCRIPT)} sh {shlex.join([memo, *paths])}", sudo=True,
                       label=f"reading the digests of {len(paths)} file(s)").stdout
     return parse_state(out)
 
@@ -55,10 +79,10 @@ def changed_files(files: Iterable[FileSpec], state: State) -> list[FileSpec]:
     return [f for f in files if state.get(f.path) != (f.digest, f.mode)]
 
 
-def ensure_files(session: Session, files: Iterable[FileSpec]) -> list[str]:
+def ensure_files(session: Session, files: Iterable[FileSpec], memo: str = MEMO) -> list[str]:
     """Uploads the files whose content or mode differ; returns their paths."""
     files = list(files)
-    changed = changed_files(files, remote_state(session, [f.path for f in files]))
+    changed = changed_files(files, remote_state(session, [f.path for f in files], memo))
     session.put_many([(f.content, f.path, f.mode) for f in changed], sudo=True)
     return [f.path for f in changed]
 
@@ -72,12 +96,13 @@ class Files:
     on_change: Callable[[Node, list[str]], list[Step]] | None = None
     changed: dict[str, list[str]] = field(default_factory=dict)
     mode: str = PARALLEL
+    memo: str = MEMO
 
     def applies(self, node: Node) -> bool:
         return bool(self.files_for(node))
 
     def facts(self, node: Node) -> dict[str, tuple[str, int] | None]:
-        return remote_state(node.session, [f.path for f in self.files_for(node)])
+        return remote_state(node.session, [f.path for f in self.files_for(node)], self.memo)
 
     def decide(self, node: Node, state: State) -> list[Step]:
         changed = changed_files(self.files_for(node), state)
