@@ -37,8 +37,12 @@ ALL_COMMANDS = sorted({*NODE_COMMANDS, *(c for cmds in ROLE_COMMANDS.values() fo
 FACTS_SCRIPT = r"""
 echo "started_up=$(cut -d' ' -f1 /proc/uptime)"
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
-# cloud-init may still be writing users, keys and hostname: let it finish first.
-if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
+# cloud-init may still be writing users, keys and hostname: let it finish first. A node
+# vmkube bootstrapped finished it long ago, and asking costs a Python start (30 s and more
+# on a busy emulated control plane).
+if [ ! -e /var/lib/vmkube/bootstrapped ] && command -v cloud-init >/dev/null 2>&1; then
+  cloud-init status --wait >/dev/null 2>&1 || true
+fi
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown}"; echo "os_version=${VERSION_ID:-}"
 echo "arch=$(uname -m)"
 echo "mem_mib=$(awk '/^MemTotal:/ {print int($2/1024)}' /proc/meminfo)"
