@@ -82,3 +82,13 @@ def create_stack(project: Path, env: dict[str, str], name: str, *, config: dict 
     for path, value in (secrets or {}).items():
         stack.set_config(f"vmkube:{path}", auto.ConfigValue(value, secret=True), path=True)
     return stack
+
+
+def destroy(stack: auto.Stack) -> None:
+    """`pulumi destroy` as `make destroy` runs it (tools/pulumi): the Kubernetes provider drops
+    objects of a cluster whose API does not answer, since the cluster's VMs go in the same run."""
+    stack.workspace.env_vars["PULUMI_K8S_DELETE_UNREACHABLE"] = "true"
+    try:
+        stack.destroy(on_output=lambda _l: None)
+    finally:
+        stack.workspace.env_vars.pop("PULUMI_K8S_DELETE_UNREACHABLE", None)

@@ -58,6 +58,6 @@ def make_stack(project: Path, engine_env: dict[str, str]) -> StackFactory:
     for stack in made:
         # Whatever a test left deployed goes, also when an assertion failed half-way.
         try:
-            stack.destroy(on_output=lambda _l: None)
+            workspace.destroy(stack)
         except auto.errors.CommandError as exc:
             log.warning("destroy of %s after the test failed: %s", stack.name, exc)
