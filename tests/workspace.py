@@ -52,7 +52,12 @@ def engine_env(base: Path, project: Path) -> dict[str, str]:
     state = base / "state"
     state.mkdir(parents=True, exist_ok=True)
     install_plugins(base / "pulumi-home")
+    # The engine's and its plugins' own, as tools/pulumi gives each run (the Kubernetes
+    # provider leaves a kubeconfig in $TMPDIR every time it starts).
+    tmp = base / "tmp"
+    tmp.mkdir(mode=0o700, exist_ok=True)
     return {
+        "TMPDIR": str(tmp),
         "PULUMI_BACKEND_URL": f"file://{state}",
         "PULUMI_HOME": str(base / "pulumi-home"),
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,

@@ -36,6 +36,8 @@ LADDER = [
     ("Pods", r"\[sig-node\] Pods .*\[Conformance\]"),
     ("every parallel-safe conformance spec", r"\[Conformance\]"),
 ]
+# The images the first rung's spec runs (test/e2e/common/node/pods.go: one pause container).
+QUICK_IMAGES = ("registry.k8s.io/pause:3.10.1",)
 
 
 @dataclass

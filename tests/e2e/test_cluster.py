@@ -36,6 +36,7 @@ from tests import workspace
 from tests.helpers import find_deployment
 
 pytestmark = pytest.mark.engine
+log = logging.getLogger("vmkube.e2e")
 POD = {
     "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sandbox-check", "namespace": "default"},
     "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10", "imagePullPolicy": "Never"}],
@@ -139,6 +140,25 @@ def all_ready(kubeconfig: Path, names: set[str], timeout: float = 180) -> dict[s
         if set(seen) == names and all(v == "True" for v in seen.values()) or time.monotonic() > deadline:
             return seen
         time.sleep(5)
+
+
+class Timeline:
+    """Where the e2e's time goes, step by step: logged as each step ends and as a table at the
+    end, so a slow CI run says which step grew (the steps run on emulated VMs: minutes each)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float]] = []
+        self.last = time.monotonic()
+
+    def mark(self, step: str) -> None:
+        now = time.monotonic()
+        self.rows.append((step, now - self.last))
+        self.last = now
+        log.info("e2e: %s took %.0fs", step, self.rows[-1][1])
+
+    def table(self) -> str:
+        return "\n".join(f"  {seconds:6.0f}s  {step}" for step, seconds in self.rows) + \
+            f"\n  {sum(s for _, s in self.rows):6.0f}s  in all"
 
 
 def failed_up(stack) -> str:
@@ -298,9 +318,10 @@ def check_addons(kubeconfig: Path, sessions: list[Session], worker: str, metrics
 def check_conformance(kubeconfig: Path, sessions: list[Session], tmp_path: Path) -> None:
     """The first rung of `make conformance` on this cluster: the upstream suite's quick spec
     (the later rungs take hours under TCG; `make conformance` climbs them and writes
-    docs/conformance.md)."""
+    docs/conformance.md). That spec runs one pause container, so only its image is imported:
+    agnhost (55 MB) into both nodes cost minutes of the emulated VMs' CPU."""
     suite, images = conformance.build(toolchain_only=True)
-    conformance.import_images(sessions, images)
+    conformance.import_images(sessions, images, only=conformance.QUICK_IMAGES)
     [rung] = conformance.climb(suite / "e2e.test", kubeconfig, conformance.LADDER[:1], timeout="20m")
     conformance.write_report(tmp_path / "conformance.md", [rung], "v1.34.4", "the e2e cluster")
     assert rung.specs and rung.count("failed") == 0, (tmp_path / "conformance.md").read_text()
@@ -381,10 +402,13 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
     stack = make_stack("e2e", config=cfg, secrets={"ssh.privateKey": key.private_openssh})
     cp, worker = f"{vm_prefix}-cp-1", f"{vm_prefix}-w-1"
     logs: dict[str, str] = {}
+    steps = Timeline()
     try:
         lines: list[str] = []
         up = stack.up(on_output=lines.append)
+        steps.mark("first up (VMs, bootstrap, apps)")
         text = logs["first up"] = "\n".join(lines)
+        log.info("e2e: the first up's own summary:\n%s", "\n".join(lines[-40:]))
         assert up.summary.resource_changes == {"create": TOTAL}, text
         nodes = {n["name"]: n for n in up.outputs["nodes"].value}
         assert all(n["ready"] and n["kubeletVersion"] == "v1.34.4" for n in nodes.values()), nodes
@@ -412,9 +436,12 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
                 break
             assert time.monotonic() < deadline, status
             time.sleep(3)
+        steps.mark("nodes Ready, a pod on the worker")
 
         check_addons(kubeconfig, [node_session(up, n, key) for n in (cp, worker)], worker, METRICS, POLICY)
+        steps.mark("add-ons (cluster DNS)")
         check_conformance(kubeconfig, [node_session(up, n, key) for n in (cp, worker)], tmp_path)
+        steps.mark("conformance quick spec")
 
         # The same bootstrap again over the converged cluster: every phase reads facts, none changes anything.
         export = stack.export_stack().deployment
@@ -427,11 +454,14 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         assert sorted(summaries) == sorted([f"{cp}: converged (0 changes, 1 connection)",
                                             f"{worker}: converged (0 changes, 1 connection)"]), summaries
         logs["bootstrap log"] = caplog.text
+        steps.mark("zero-change converge")
 
         check_hardening(kubeconfig, node_session(up, cp, key))
+        steps.mark("hardening")
         if RESTORE:
             check_restore(kubeconfig, node_session(up, cp, key), cp, tmp_path)
             assert all_ready(kubeconfig, {cp, worker}) == {cp: "True", worker: "True"}
+            steps.mark("restore")
 
         # No secret in plaintext: state, `pulumi stack export`, the runs' output, a preview.
         secrets = secret_values(export, key.private_openssh)
@@ -444,6 +474,7 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         assert SECRET_SIG in cli  # the secrets are there, as ciphertext
         state_file = Path(engine_env["PULUMI_BACKEND_URL"].removeprefix("file://")) / ".pulumi/stacks/vmkube/e2e.json"
         assert_no_plaintext(secrets, {"pulumi stack export": cli, "state file": state_file.read_text(), **logs})
+        steps.mark("no plaintext secret (preview, export)")
 
         # A wrong SSH key: every node fails by name, at the first phase, before anything changes.
         stack.set_config("vmkube:ssh.privateKey", auto.ConfigValue(generate_ed25519().private_openssh,
@@ -453,6 +484,7 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         assert f"{worker}: authentication refused for user 'vmkube'" in out, out
         assert "file(s) changed" not in out
         stack.set_config("vmkube:ssh.privateKey", auto.ConfigValue(key.private_openssh, secret=True), path=True)
+        steps.mark("a wrong SSH key")
 
         # An unreachable node: named, and the reachable one is left as it was.
         worker_ip = nodes[worker]["ip"]
@@ -467,12 +499,15 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         assert f"{worker}: timed out: no SSH login at {worker_ip}:22 within 15s" in out, out
         assert "failed on 1 of 2 nodes" in out and "file(s) changed" not in out, out
         assert all_ready(kubeconfig, {cp, worker}) == {cp: "True", worker: "True"}
+        steps.mark("an unreachable node")
 
         # Nothing half-done is left by the failures: the next run has nothing to do.
         again = stack.up(on_output=lambda _l: None)
         assert again.summary.resource_changes == {"same": TOTAL}
+        steps.mark("an up with nothing to do")
 
         check_workloads(stack, make_stack, kubeconfig, up.outputs["apps"].value["hello"][0], tmp_path)
+        steps.mark("apps: scale, new tag, removed, own stack")
 
         # The worker leaves the config: cordoned, drained, its Node deleted, then its VM.
         stack.set_config("vmkube:workerPools[0].count", auto.ConfigValue("0"), path=True)
@@ -488,7 +523,11 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         kept = snapshot.listing(snapshot.directory(Path(engine_env["VMKUBE_DATA"]), "e2e", vm_prefix))
         assert [s.why for s in kept] == [f"before-removing-{worker}"], kept
         assert kept[0].path.stat().st_mode & 0o077 == 0
+        steps.mark("a worker leaves (snapshot, drain, VM removed)")
         assert stack.up(on_output=lambda _l: None).summary.resource_changes == {"same": CLUSTER}
+        steps.mark("an up with nothing to do")
     finally:
         workspace.destroy(stack)
+        steps.mark("destroy")
+        log.info("e2e: where the time went:\n%s", steps.table())
     assert leftovers(system_libvirt, vm_prefix) == []

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 from pulumi import automation as auto
@@ -37,8 +39,17 @@ def project(tmp_path: Path, pulumi_bin: Path) -> Path:
 
 
 @pytest.fixture
-def engine_env(tmp_path: Path, project: Path) -> dict[str, str]:
-    return workspace.engine_env(tmp_path, project)
+def engine_env(tmp_path: Path, project: Path) -> Iterator[dict[str, str]]:
+    """The engine's environment; afterwards, its private temporary directory goes (the
+    Kubernetes provider writes a cluster's admin kubeconfig there on every start), and
+    none of those may have landed in the shared one."""
+    shared = Path(tempfile.gettempdir())
+    before = set(shared.glob("kubeconfig*"))
+    env = workspace.engine_env(tmp_path, project)
+    yield env
+    shutil.rmtree(env["TMPDIR"], ignore_errors=True)
+    leaked = sorted(str(p) for p in set(shared.glob("kubeconfig*")) - before)
+    assert leaked == [], f"kubeconfig files left in {shared}: {leaked}"
 
 
 StackFactory = Callable[..., auto.Stack]
