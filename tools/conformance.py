@@ -54,6 +54,7 @@ class Rung:
     focus: str
     seconds: float = 0.0
     specs: list[Spec] = field(default_factory=list)
+    output: str = ""  # what e2e.test printed: its STEP lines say where a slow spec's time went
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.specs if s.status == status)
@@ -104,6 +105,7 @@ def run_rung(e2e: Path, kubeconfig: Path, rung: Rung, timeout: str) -> Rung:
                                "--ginkgo.no-color", f"--report-dir={report}", "--disable-log-dump",
                                "--ginkgo.flake-attempts=1"], capture_output=True, text=True)
         rung.seconds = time.monotonic() - start
+        rung.output = proc.stdout + proc.stderr
         reports = sorted(Path(report).glob("junit*.xml"))
         if not reports:
             sys.exit(f"vmkube: error: e2e.test wrote no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}")

@@ -161,6 +161,15 @@ class Timeline:
             f"\n  {sum(s for _, s in self.rows):6.0f}s  in all"
 
 
+def translation_flushes(uri: str, domain: str) -> str:
+    """How often QEMU flushed the VM's whole translation cache (`info jit`): more than a few
+    means the VM's code does not fit in it, and its vCPUs go on translating it again."""
+    out = subprocess.run(["virsh", "-c", uri, "qemu-monitor-command", "--hmp", domain, "info jit"],
+                         capture_output=True, text=True)
+    lines = [line for line in out.stdout.splitlines() if "flush count" in line or "gen code size" in line]
+    return "; ".join(" ".join(line.split()) for line in lines) or f"no `info jit` ({out.stderr.strip()})"
+
+
 def failed_up(stack) -> str:
     lines: list[str] = []
     with pytest.raises(auto.errors.CommandError) as err:
@@ -197,12 +206,12 @@ def check_workloads(stack, make_stack, kubeconfig: Path, url: str, tmp_path: Pat
     (tmp_path / "preview-replicas.txt").write_text(diff)
     assert {k: v for k, v in preview.change_summary.items() if k != "same"} == {"update": 1}, diff
     assert "kubernetes:apps/v1:Deployment" in diff and "replicas: 1 => 2" in diff, diff
-    stack.up(on_output=lambda _l: None)
-    assert deployment(kubeconfig, "hello")["status"]["readyReplicas"] == 2
 
-    # A new tag rolls out: the Service answers from the new version.
+    # With a new tag too, one up scales and rolls out: the Service answers from the new
+    # version, on two replicas. (One up for both: each rollout costs minutes under TCG.)
     stack.set_config("vmkube:workloads.hello.tag", auto.ConfigValue("1.1"), path=True)
     stack.up(on_output=lambda _l: None)
+    assert deployment(kubeconfig, "hello")["status"]["readyReplicas"] == 2
     assert answer(url).startswith("hello from vmkube 1.1")
 
     # Out of the config, out of the cluster.
@@ -324,6 +333,9 @@ def check_conformance(kubeconfig: Path, sessions: list[Session], tmp_path: Path)
     conformance.import_images(sessions, images, only=conformance.QUICK_IMAGES)
     [rung] = conformance.climb(suite / "e2e.test", kubeconfig, conformance.LADDER[:1], timeout="20m")
     conformance.write_report(tmp_path / "conformance.md", [rung], "v1.34.4", "the e2e cluster")
+    (tmp_path / "conformance.log").write_text(rung.output)
+    log.info("e2e: the quick spec's steps:\n%s", "\n".join(
+        line for line in rung.output.splitlines() if "STEP:" in line or "Elapsed:" in line)[-6000:])
     assert rung.specs and rung.count("failed") == 0, (tmp_path / "conformance.md").read_text()
 
 
@@ -527,6 +539,8 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         assert stack.up(on_output=lambda _l: None).summary.resource_changes == {"same": CLUSTER}
         steps.mark("an up with nothing to do")
     finally:
+        for name in (cp, worker):
+            log.info("e2e: %s: %s", name, translation_flushes(system_libvirt, name))
         workspace.destroy(stack)
         steps.mark("destroy")
         log.info("e2e: where the time went:\n%s", steps.table())

@@ -16,8 +16,11 @@ from vmkube.vms import cloudinit
 
 METADATA_NS = "urn:vmkube:node:1"
 METADATA_KEY = "vmkube"
-# Under TCG each QEMU otherwise reserves about 1 GiB of translation cache.
-TCG_TB_CACHE_MIB = 64
+# QEMU's translation cache under TCG (its default, about 1 GiB, is held once filled). A
+# control plane's code does not fit in 64 MiB: measured with QEMU's `info jit`, such a VM
+# flushed its whole cache once a second (1989 flushes in 34 min) and spent its vCPUs
+# translating the same code again, until its API server and etcd timed out TLS handshakes.
+TCG_TB_CACHE_MIB = 512
 
 
 @dataclass(frozen=True)
