@@ -54,7 +54,7 @@ class Rung:
     focus: str
     seconds: float = 0.0
     specs: list[Spec] = field(default_factory=list)
-    output: str = ""  # what e2e.test printed: its STEP lines say where a slow spec's time went
+    output: str = ""  # what e2e.test printed (a failed spec's steps and logs)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.specs if s.status == status)
