@@ -143,6 +143,12 @@ def apiserver_args(plan: Plan, node: PlanNode, at: Layout = NODE_LAYOUT) -> list
             "--requestheader-allowed-names=front-proxy-client",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             "--requestheader-group-headers=X-Remote-Group", "--requestheader-username-headers=X-Remote-User",
+            # Aggregated APIs (metrics-server) reached at their endpoints' pod IPs, which every
+            # control plane routes to, not at their Service's cluster IP: a connection the
+            # aggregator opened before this node's kube-proxy had the Service's rule left for
+            # the default route un-NATed, and its kept-alive HTTP/2 stream never came back
+            # (seen on the local stack: the APIService stayed FailedDiscoveryCheck for good).
+            "--enable-aggregator-routing=true",
             f"--secure-port={at.api_port}",
             f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
             f"--service-account-key-file={p}/sa.pub", f"--service-account-signing-key-file={p}/sa.key",
