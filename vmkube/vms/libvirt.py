@@ -58,6 +58,7 @@ class LibvirtHypervisor:
         self.storage_pool = storage_pool
         self.domain_type = domain_type
         self._lock = _PoolLocks.get(uri, storage_pool)
+        self._stale: dict[str, set[tuple[str, int]]] = {}  # domain -> leases its MAC held before we started it
         # libvirt reports errors through a global callback as well; keep them out of stderr.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         try:
@@ -112,16 +113,34 @@ class LibvirtHypervisor:
                       disk_gb=disk_gb, mac=facts.mac, ip=self._lease_ip(dom) if active else "",
                       id=dom.UUIDString())
 
+    def _leases(self, mac: str) -> set[tuple[str, int]]:
+        """(IPv4 address, expiry) of each DHCP lease the network holds for ``mac``."""
+        try:
+            leases = self.conn.networkLookupByName(self.network).DHCPLeases(mac)
+        except libvirt.libvirtError:
+            return set()
+        return {(lease["ipaddr"], lease.get("expirytime", 0)) for lease in leases
+                if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4}
+
     def _lease_ip(self, dom: libvirt.virDomain) -> str:
+        """The IPv4 address of the domain's newest DHCP lease, leaving out the leases its MAC
+        held before this hypervisor started it. A node defined again keeps its MAC
+        (stable_mac) but asks with a new DHCP client id, so until its old lease expires
+        dnsmasq lists that one too: `make up` right after `make destroy` took the old VM's
+        address and waited for SSH there."""
         try:
             ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
         except libvirt.libvirtError:
             return ""
-        for iface in ifaces.values():
-            for addr in iface.get("addrs") or []:
-                if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                    return addr["addr"]
-        return ""
+        found = [(iface.get("hwaddr") or "", addr["addr"]) for iface in ifaces.values()
+                 for addr in iface.get("addrs") or [] if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
+        stale = self._stale.get(dom.name())
+        if not found or (len(found) == 1 and not stale):
+            return found[0][1] if found else ""
+        leases = self._leases(found[0][0]) - (stale or set())
+        ours = {ip for _mac, ip in found}
+        newest = max((lease for lease in leases if lease[0] in ours), key=lambda lease: lease[1], default=None)
+        return newest[0] if newest else ("" if stale else found[0][1])
 
     def find(self, name: str) -> VMInfo | None:
         with self._edge(name, "look up"):
@@ -287,6 +306,7 @@ class LibvirtHypervisor:
                 initrd=base.get("initrd", ""), cmdline=base.get("cmdline", ""),
                 mac=mac)
             dom = self.conn.defineXML(defs.domain_xml(spec))
+            self._stale[req.name] = self._leases(mac)
             dom.create()
             return self._info(dom)
 
