@@ -4,11 +4,12 @@ one section each; a section not run keeps its earlier table there.
 Ratios are measured inside one run (the machines are noisy); medians where a
 measurement repeats. Cold toolchain builds take minutes: their times are the
 ones recorded when the cache was filled, unless BENCH_COLD=1 rebuilds into
-empty caches now. BENCH_ONLY=toolchain,preview,vcsim,ssh,workloads,ha,libvirt,cluster picks sections.
+empty caches now. BENCH_ONLY=toolchain,preview,vcsim,scale,ssh,workloads,ha,libvirt,cluster picks sections.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from vmkube import config  # noqa: E402
 from vmkube.sshkeys import generate_ed25519  # noqa: E402
+from vmkube.vms.libvirt_xml import TCG_TB_CACHE_MIB  # noqa: E402
 from vmkube.workloads import list_apps  # noqa: E402
 from tests import sshcheck, workspace  # noqa: E402
 from tests.fixtures import vcsim  # noqa: E402
@@ -118,38 +120,87 @@ def preview_rows() -> list[Row]:
     ]
 
 
+@contextlib.contextmanager
+def vcsim_workspace():
+    """A running vcsim with its template and guest agent, and a workspace: (sim, ca, ws)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ca = make_ca_and_server_cert(Path(tmp) / "tls", "127.0.0.1")
+        sim = vcsim.start(ca)
+        agent = GuestAgent(sim)
+        ws = Workspace()
+        try:
+            vcsim.make_template(sim)
+            agent.thread.start()
+            yield sim, ca, ws
+        finally:
+            agent.stop.set()
+            vcsim.stop(sim)
+            ws.close()
+
+
+def vcsim_vms_config(name: str, sim, ca, n: int) -> dict:
+    """A stack of N VMs (1 control plane, N - 1 workers) on vcsim, Kubernetes not installed."""
+    return {"name": name, "hypervisor": "vsphere",
+            "vsphere": {"server": sim.server, "user": USER, "datacenter": "DC0", "cluster": "DC0_C0",
+                        "datastore": "LocalDS_0", "network": "VM Network", "template": TEMPLATE,
+                        "caFile": str(ca.ca_path)},
+            "controlPlane": {"count": 1}, "kubernetes": {"install": False},
+            "workerPools": [{"name": "w", "count": n - 1}] if n > 1 else []}
+
+
 def vcsim_rows() -> list[Row]:
     """`pulumi up` of N VMs on vcsim: with a pool resource the VMs are made in parallel."""
     walls: dict[int, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        ca = make_ca_and_server_cert(Path(tmp) / "tls", "127.0.0.1")
-        for n in (1, 5, 20):
-            sim = vcsim.start(ca)
-            agent = GuestAgent(sim)
-            ws = Workspace()
-            try:
-                vcsim.make_template(sim)
-                agent.thread.start()
-                cfg = {"name": "b", "hypervisor": "vsphere",
-                       "vsphere": {"server": sim.server, "user": USER, "datacenter": "DC0", "cluster": "DC0_C0",
-                                   "datastore": "LocalDS_0", "network": "VM Network", "template": TEMPLATE,
-                                   "caFile": str(ca.ca_path)},
-                       "controlPlane": {"count": 1}, "kubernetes": {"install": False},
-                       "workerPools": [{"name": "w", "count": n - 1}] if n > 1 else []}
-                stack = ws.stack(f"vc{n}", config=cfg, secrets={"vsphere.password": PASSWORD})
-                start = time.perf_counter()
-                result = stack.up(**QUIET)
-                walls[n] = time.perf_counter() - start
-                assert len(result.outputs["nodes"].value) == n
-                stack.destroy(**QUIET)
-            finally:
-                agent.stop.set()
-                vcsim.stop(sim)
-                ws.close()
+    for n in (1, 5, 20):
+        with vcsim_workspace() as (sim, ca, ws):
+            stack = ws.stack(f"vc{n}", config=vcsim_vms_config("b", sim, ca, n),
+                             secrets={"vsphere.password": PASSWORD})
+            start = time.perf_counter()
+            result = stack.up(**QUIET)
+            walls[n] = time.perf_counter() - start
+            assert len(result.outputs["nodes"].value) == n
+            stack.destroy(**QUIET)
     rows = [(f"vcsim: `pulumi up` of {n} VM{'s' if n > 1 else ''}", f"{w:.1f} s", "one run each")
             for n, w in walls.items()]
     rows.append(("vcsim: wall(20) / wall(1)", f"{walls[20] / walls[1]:.2f}",
                  "goal ≤ 2; one VM per resource would be ≥ 5 (4 provider threads)"))
+    return rows
+
+
+def stopwatch(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+SCALE = (1, 10, 50, 100)
+
+
+def scale_rows() -> list[Row]:
+    """A VMs-only stack of N nodes on vcsim, through the real engine: the preview of the new
+    stack, its `up`, then with nothing to change an `up --refresh` (as `make up` runs it) and a
+    preview; each against N = 1, measured in one run. (The bootstrap's own cost per node is in
+    the ssh section: SSH lab hosts, 1 and 8.)"""
+    times: dict[int, dict[str, float]] = {}
+    with vcsim_workspace() as (sim, ca, ws):
+        for n in SCALE:
+            stack = ws.stack(f"scale{n}", config=vcsim_vms_config(f"s{n}", sim, ca, n),
+                             secrets={"vsphere.password": PASSWORD})
+            t = times[n] = {}
+            t["preview of the new stack"] = stopwatch(lambda: stack.preview(**QUIET))
+            t["`up`"] = stopwatch(lambda: stack.up(**QUIET))
+            noop = {}
+            t["`up --refresh` with nothing to do"] = stopwatch(
+                lambda: noop.setdefault("r", stack.up(refresh=True, **QUIET)))
+            changes = {k: v for k, v in noop["r"].summary.resource_changes.items() if k != "same"}
+            assert changes == {}, f"a no-op up of {n} nodes changed {changes}"
+            t["preview, converged"] = stopwatch(lambda: stack.preview(**QUIET))
+            stack.destroy(**QUIET)
+    rows = []
+    for what in times[1]:
+        for n in SCALE:
+            rows.append((f"scale: {what}, {n} node{'s' if n > 1 else ''}", f"{times[n][what]:.1f} s",
+                         "" if n == 1 else f"× {times[n][what] / times[1][what]:.2f} of 1 node"))
     return rows
 
 
@@ -162,6 +213,13 @@ def qemu_rss_mib(names: list[str]) -> dict[str, float]:
             if "qemu-system" in args and f"guest={name}," in args:
                 rss[name] = int(size) / 1024
     return rss
+
+
+def translation_flushes(domain: str) -> str:
+    """QEMU's count of whole translation-cache flushes in a VM (`info jit`)."""
+    out = run(["virsh", "-c", "qemu:///system", "qemu-monitor-command", "--hmp", domain, "info jit"])
+    found = re.search(r"TB flush count\s+(\d+)", out)
+    return found.group(1) if found else "?"
 
 
 def libvirt_rows() -> list[Row]:
@@ -200,7 +258,7 @@ def libvirt_rows() -> list[Row]:
                      "pinned host keys"))
         rows.append((f"libvirt: QEMU resident memory per VM ({n} VM{'s' if n > 1 else ''})",
                      f"{statistics.mean(rss.values()):.0f} MiB" if rss else "n/a",
-                     "guest RAM 1024–1536 MiB; TCG cache capped at 64 MiB"))
+                     f"guest RAM 1024–1536 MiB; TCG cache capped at {TCG_TB_CACHE_MIB} MiB"))
     return rows
 
 
@@ -305,6 +363,9 @@ def cluster_rows() -> list[Row]:
         result = stack.up(on_output=lines.append)
         total = time.perf_counter() - start
         assert all(n["ready"] for n in result.outputs["nodes"].value)
+        domains = [n["name"] for n in result.outputs["nodes"].value]
+        memory = qemu_rss_mib(domains)
+        flushes = {d: translation_flushes(d) for d in domains}
         again_lines: list[str] = []
         start = time.perf_counter()
         stack.up(on_output=again_lines.append)
@@ -322,6 +383,10 @@ def cluster_rows() -> list[Row]:
         ("cluster: of which node VMs (boot to IP)", f"{seconds('VmPool'):.0f} s", "slowest pool"),
         ("cluster: of which bootstrap (SSH to Ready)", f"{seconds('Bootstrap'):.0f} s", "binaries, PKI, services"),
         ("cluster: second `pulumi up` (nothing to do)", f"{second:.1f} s", "0 changes"),
+        *[(f"cluster: QEMU resident memory of {d}", f"{memory.get(d, float('nan')):.0f} MiB",
+           f"after the up; TCG cache capped at {TCG_TB_CACHE_MIB} MiB") for d in domains],
+        *[(f"cluster: translation-cache flushes in {d}", flushes[d], "QEMU `info jit`, boot to Ready")
+          for d in domains],
     ]
 
 
@@ -523,7 +588,7 @@ SECTIONS = {
                                                 "vmkube, pip, state, passphrase)"),
     "cold-ci": lambda: cold_rows("BENCH_COLD_CI_LOG", "`bash .ci/run` on a fresh machine: every cache empty, "
                                                       "Go build cache included"),
-    "toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "ssh": ssh_rows,
+    "toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "scale": scale_rows, "ssh": ssh_rows,
             "workloads": workloads_rows, "ha": ha_rows, "snapshot": snapshot_rows,
             "libvirt": libvirt_rows, "cluster": cluster_rows}
 
