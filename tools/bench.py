@@ -31,6 +31,7 @@ from vmkube.vms.libvirt_xml import TCG_TB_CACHE_MIB  # noqa: E402
 from vmkube.workloads import list_apps  # noqa: E402
 from tests import sshcheck, workspace  # noqa: E402
 from tests.fixtures import vcsim  # noqa: E402
+from tests.fixtures.libvirt import translation_flushes  # noqa: E402
 from tests.fixtures.vcsim import PASSWORD, TEMPLATE, USER, GuestAgent  # noqa: E402
 from tests.helpers import example_raw  # noqa: E402
 from tests.tls import make_ca_and_server_cert  # noqa: E402
@@ -167,10 +168,11 @@ def vcsim_rows() -> list[Row]:
     return rows
 
 
-def stopwatch(fn: Callable[[], object]) -> float:
+def stopwatch(fn: Callable[[], object]) -> tuple[float, object]:
+    """Seconds ``fn`` took, and what it returned."""
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    result = fn()
+    return time.perf_counter() - start, result
 
 
 SCALE = (1, 10, 50, 100)
@@ -187,14 +189,12 @@ def scale_rows() -> list[Row]:
             stack = ws.stack(f"scale{n}", config=vcsim_vms_config(f"s{n}", sim, ca, n),
                              secrets={"vsphere.password": PASSWORD})
             t = times[n] = {}
-            t["preview of the new stack"] = stopwatch(lambda: stack.preview(**QUIET))
-            t["`up`"] = stopwatch(lambda: stack.up(**QUIET))
-            noop = {}
-            t["`up --refresh` with nothing to do"] = stopwatch(
-                lambda: noop.setdefault("r", stack.up(refresh=True, **QUIET)))
-            changes = {k: v for k, v in noop["r"].summary.resource_changes.items() if k != "same"}
+            t["preview of the new stack"], _ = stopwatch(lambda: stack.preview(**QUIET))
+            t["`up`"], _ = stopwatch(lambda: stack.up(**QUIET))
+            t["`up --refresh` with nothing to do"], noop = stopwatch(lambda: stack.up(refresh=True, **QUIET))
+            changes = {k: v for k, v in noop.summary.resource_changes.items() if k != "same"}
             assert changes == {}, f"a no-op up of {n} nodes changed {changes}"
-            t["preview, converged"] = stopwatch(lambda: stack.preview(**QUIET))
+            t["preview, converged"], _ = stopwatch(lambda: stack.preview(**QUIET))
             stack.destroy(**QUIET)
     rows = []
     for what in times[1]:
@@ -213,13 +213,6 @@ def qemu_rss_mib(names: list[str]) -> dict[str, float]:
             if "qemu-system" in args and f"guest={name}," in args:
                 rss[name] = int(size) / 1024
     return rss
-
-
-def translation_flushes(domain: str) -> str:
-    """QEMU's count of whole translation-cache flushes in a VM (`info jit`)."""
-    out = run(["virsh", "-c", "qemu:///system", "qemu-monitor-command", "--hmp", domain, "info jit"])
-    found = re.search(r"TB flush count\s+(\d+)", out)
-    return found.group(1) if found else "?"
 
 
 def libvirt_rows() -> list[Row]:
@@ -365,7 +358,7 @@ def cluster_rows() -> list[Row]:
         assert all(n["ready"] for n in result.outputs["nodes"].value)
         domains = [n["name"] for n in result.outputs["nodes"].value]
         memory = qemu_rss_mib(domains)
-        flushes = {d: translation_flushes(d) for d in domains}
+        flushes = {d: translation_flushes("qemu:///system", d) for d in domains}
         again_lines: list[str] = []
         start = time.perf_counter()
         stack.up(on_output=again_lines.append)

@@ -31,7 +31,7 @@ from vmkube.roles import CONTROL_PLANE
 from vmkube.sshkeys import generate_ed25519
 from tests.fixtures.images import BUSYBOX, busybox_image, import_image
 from tools import conformance
-from tests.fixtures.libvirt import STATIC_GATEWAY, STATIC_SUBNET, leftovers
+from tests.fixtures.libvirt import STATIC_GATEWAY, STATIC_SUBNET, leftovers, translation_flushes
 from tests import workspace
 from tests.helpers import find_deployment
 
@@ -159,15 +159,6 @@ class Timeline:
     def table(self) -> str:
         return "\n".join(f"  {seconds:6.0f}s  {step}" for step, seconds in self.rows) + \
             f"\n  {sum(s for _, s in self.rows):6.0f}s  in all"
-
-
-def translation_flushes(uri: str, domain: str) -> str:
-    """How often QEMU flushed the VM's whole translation cache (`info jit`): more than a few
-    means the VM's code does not fit in it, and its vCPUs go on translating it again."""
-    out = subprocess.run(["virsh", "-c", uri, "qemu-monitor-command", "--hmp", domain, "info jit"],
-                         capture_output=True, text=True)
-    lines = [line for line in out.stdout.splitlines() if "flush count" in line or "gen code size" in line]
-    return "; ".join(" ".join(line.split()) for line in lines) or f"no `info jit` ({out.stderr.strip()})"
 
 
 def failed_up(stack) -> str:
@@ -538,7 +529,7 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         steps.mark("an up with nothing to do")
     finally:
         for name in (cp, worker):
-            log.info("e2e: %s: %s", name, translation_flushes(system_libvirt, name))
+            log.info("e2e: %s: translation-cache flushes: %s", name, translation_flushes(system_libvirt, name))
         workspace.destroy(stack)
         steps.mark("destroy")
         log.info("e2e: where the time went:\n%s", steps.table())
