@@ -132,6 +132,21 @@ def matches(existing: CertKey | None, ca: CertKey, spec: LeafSpec) -> bool:
     return dns == set(spec.dns) and ips == set(spec.ips)
 
 
+def holds_key(public_pem: str, key_pem: str) -> bool:
+    """True when ``key_pem`` is the private key of ``public_pem`` (a certificate or a bare
+    public key); False for anything that does not parse, such as a half-written file."""
+    try:
+        if "CERTIFICATE" in public_pem:
+            public = x509.load_pem_x509_certificate(public_pem.encode()).public_key()
+        else:
+            public = serialization.load_pem_public_key(public_pem.encode())
+        private = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError):
+        return False
+    form = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public.public_bytes(*form) == private.public_key().public_bytes(*form)
+
+
 def service_account_key() -> CertKey:
     """The key pair kube-apiserver signs and verifies service-account tokens with (no certificate)."""
     key = ec.generate_private_key(ec.SECP256R1())

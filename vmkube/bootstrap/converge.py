@@ -22,6 +22,7 @@ from vmkube.roles import ALL as ALL_ROLES, CONTROL_PLANE, WORKER
 
 from vmkube.bootstrap import preload, render
 from vmkube.bootstrap.access import AdminBinding, RewriteSecrets
+from vmkube.bootstrap.adopt import adopt
 from vmkube.bootstrap.addons import AddonConfig, Addons, dns_replicas, images as addon_images
 from vmkube.bootstrap.configure import configure
 from vmkube.bootstrap.desired import Desired
@@ -115,6 +116,18 @@ def status(inputs: BootstrapInputs) -> list[NodeStatus]:
             node.session.close()
 
 
+def cluster_pki(previous: BootstrapState, first: Node, plan: Plan) -> dict[str, pki.CertKey]:
+    """The PKI from state; when state has none, what the first control plane already
+    runs with (vmkube.bootstrap.adopt); whatever is still missing, made new."""
+    kept = {k: pki.CertKey(v.cert, v.key) for k, v in previous.pki.items()}
+    if not kept:
+        kept = adopt(first.session)
+    certs = pki.ensure(kept, wanted_certs(plan), CAS)
+    certs["service-account"] = kept.get("service-account") or pki.service_account_key()
+    certs["encryption"] = kept.get("encryption") or pki.encryption_key()
+    return certs
+
+
 def converge(inputs: BootstrapInputs, previous: BootstrapState | None = None,
              previous_inputs: BootstrapInputs | None = None) -> BootstrapState:
     previous = previous or BootstrapState()
@@ -123,10 +136,6 @@ def converge(inputs: BootstrapInputs, previous: BootstrapState | None = None,
     plan = Plan(inputs.cluster, inputs.version, inputs.pod_cidr, inputs.service_cidr, tuple(
         PlanNode(n.name, n.role, n.ip, cidrs[n.name], dict(n.labels), tuple(n.taints)) for n in inputs.nodes),
         endpoint=inputs.endpoint)
-    kept = {k: pki.CertKey(v.cert, v.key) for k, v in previous.pki.items()}
-    certs = pki.ensure(kept, wanted_certs(plan), CAS)
-    certs["service-account"] = kept.get("service-account") or pki.service_account_key()
-    certs["encryption"] = kept.get("encryption") or pki.encryption_key()
     addon_config = AddonConfig(
         images=addon_images(inputs.version, inputs.addons.image_repository),
         coredns_replicas=inputs.addons.coredns_replicas or dns_replicas(len(inputs.nodes)),
@@ -135,6 +144,7 @@ def converge(inputs: BootstrapInputs, previous: BootstrapState | None = None,
     nodes = sessions(inputs)
     leaving = sessions(inputs, leaving_nodes(inputs, previous_inputs))
     try:
+        certs = cluster_pki(previous, next(n for n in nodes if n.role == CONTROL_PLANE), plan)
         desired = Desired(plan, certs, local_binaries(inputs.binaries), images, addon_config)
         timings = bootstrap(nodes, desired, {n.name: n.memory_mb for n in inputs.nodes},
                             inputs.snapshots, existed=bool(previous.pki))

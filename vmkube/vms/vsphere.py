@@ -818,7 +818,13 @@ class VsphereHypervisor:
 
     def wait_ip(self, name: str, timeout: float) -> str:
         def probe() -> str:
-            vm = self.find(name)
+            # One slow answer from vCenter (a busy or simulated one: seen as a 60 s read
+            # timeout) is not the VM failing: ask again until the wait's own deadline.
+            try:
+                vm = self.find(name)
+            except (TimeoutError, ConnectionError) as exc:
+                log.warning("%s: vCenter did not answer (%s); asking again", name, exc)
+                return ""
             return vm.ip if vm is not None else ""
         return poll(f"{name}: IP address from VMware Tools", probe, timeout)
 
