@@ -10,19 +10,10 @@ import base64
 from vmkube import pki
 from vmkube.bootstrap import adopt, render
 from vmkube.bootstrap.converge import cluster_pki
-from vmkube.bootstrap.plan import CAS, Plan, PlanNode, wanted_certs
 from vmkube.contracts import BootstrapState, CertPair
 from vmkube.nodes.phases import Node
 
-PLAN = Plan("dev", "1.34.4", "10.244.0.0/16", "10.96.0.0/12", (
-    PlanNode("dev-cp-1", "control-plane", "192.168.122.10", "10.244.0.0/24"),))
-
-
-def full_pki():
-    out = pki.ensure({}, wanted_certs(PLAN), CAS)
-    out["service-account"] = pki.service_account_key()
-    out["encryption"] = pki.encryption_key()
-    return out
+from tests.unit.test_bootstrap_render import PLAN, certs as full_pki
 
 
 def written(certs):
