@@ -6,20 +6,17 @@ from __future__ import annotations
 
 from vmkube import pki
 from vmkube.bootstrap import adopt, render
-from vmkube.bootstrap.plan import CAS, Plan, PlanNode, wanted_certs
+from vmkube.bootstrap.plan import CAS, wanted_certs
 from vmkube.nodes.files import FileSpec, ensure_files
 from vmkube.nodes.ssh import Session
 
-PLAN = Plan("dev", "1.34.4", "10.244.0.0/16", "10.96.0.0/12", (
-    PlanNode("dev-cp-1", "control-plane", "192.168.122.10", "10.244.0.0/24"),))
+from tests.unit.test_bootstrap_render import PLAN, certs as full_pki
 
 
 def test_the_keys_on_the_node_are_kept_when_state_has_none(ssh_lab):
     ssh_lab.start("direct")
     root = f"/tmp/vmkube-adopt-{ssh_lab.tag}"  # the node's / (the lab's hosts share this machine's disk)
-    certs = pki.ensure({}, wanted_certs(PLAN), CAS)
-    certs["service-account"] = pki.service_account_key()
-    certs["encryption"] = pki.encryption_key()
+    certs = full_pki()
     files = [FileSpec(root + f.path, f.content, f.mode) for f in render.control_plane_files(PLAN, PLAN.nodes[0], certs)]
     session = Session("dev-cp-1", ssh_lab.hosts["direct"].endpoint(), ssh_lab.user_key.private_openssh)
     try:

@@ -52,7 +52,7 @@ def parse_files(out: str) -> dict[str, str]:
     return files
 
 
-def encryption_key(text: str) -> pki.CertKey | None:
+def written_encryption_key(text: str) -> pki.CertKey | None:
     """The key Secrets are written with: the first secretbox key of the config vmkube renders."""
     try:
         doc = yaml.safe_load(text)
@@ -77,7 +77,7 @@ def found_keys(files: dict[str, str], root: str = "") -> dict[str, pki.CertKey]:
         cert, key = files.get(root + public), files.get(root + private)
         if cert and key and pki.holds_key(cert, key):
             out[name] = pki.CertKey(cert, key)
-    encryption = encryption_key(files.get(root + ENCRYPTION, ""))
+    encryption = written_encryption_key(files.get(root + ENCRYPTION, ""))
     if encryption:
         out["encryption"] = encryption
     return out
