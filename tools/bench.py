@@ -4,7 +4,8 @@ one section each; a section not run keeps its earlier table there.
 Ratios are measured inside one run (the machines are noisy); medians where a
 measurement repeats. Cold toolchain builds take minutes: their times are the
 ones recorded when the cache was filled, unless BENCH_COLD=1 rebuilds into
-empty caches now. BENCH_ONLY=toolchain,preview,vcsim,scale,ssh,workloads,ha,libvirt,cluster picks sections.
+empty caches now. BENCH_ONLY=toolchain,preview,vcsim,scale,ssh,workloads,ha,libvirt,cluster picks sections;
+addons (a stack that is up) and conformance (docs/conformance.md's rungs) run only when named.
 """
 
 from __future__ import annotations
@@ -359,6 +360,8 @@ def cluster_rows() -> list[Row]:
         domains = [n["name"] for n in result.outputs["nodes"].value]
         memory = qemu_rss_mib(domains)
         flushes = {d: translation_flushes("qemu:///system", d) for d in domains}
+        with private_file(result.outputs["kubeconfig"].value) as kubeconfig:
+            addons = addon_rows(kubeconfig)
         again_lines: list[str] = []
         start = time.perf_counter()
         stack.up(on_output=again_lines.append)
@@ -380,7 +383,92 @@ def cluster_rows() -> list[Row]:
            f"after the up; TCG cache capped at {TCG_TB_CACHE_MIB} MiB") for d in domains],
         *[(f"cluster: translation-cache flushes in {d}", flushes[d], "QEMU `info jit`, boot to Ready")
           for d in domains],
+        *addons,
     ]
+
+
+@contextlib.contextmanager
+def private_file(text: str):
+    """``text`` in a file only this user can read, removed after."""
+    with tempfile.TemporaryDirectory(prefix="vmkube-bench-") as tmp:
+        path = Path(tmp) / "kubeconfig"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, text.encode())
+        os.close(fd)
+        yield path
+
+
+def stack_addon_rows() -> list[Row]:
+    """The add-ons of a stack that is up already (BENCH_ADDONS_STACK, default local): the
+    figures of its last bootstrap, without building a cluster for them."""
+    from tools.stackaccess import pulumi
+
+    stack = os.environ.get("BENCH_ADDONS_STACK", "local")
+    with private_file(pulumi(stack, "stack", "output", "kubeconfig", "--show-secrets")) as kubeconfig:
+        return [(f"{name} (stack {stack})", value, note) for name, value, note in addon_rows(kubeconfig)]
+
+
+def conformance_rows() -> list[Row]:
+    """Each rung's time as `make conformance` recorded it (BENCH_CONFORMANCE_REPORT, default
+    docs/conformance.md): a rung takes from a minute to hours under TCG, too long to rerun here."""
+    path = Path(os.environ.get("BENCH_CONFORMANCE_REPORT", ROOT / "docs" / "conformance.md"))
+    if not path.is_file():
+        raise SystemExit(f"bench: {path}: missing (make conformance writes it)")
+    rows: list[Row] = []
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[5].endswith(" min") and cells[2].isdigit():
+            rows.append((f"conformance rung: {cells[0]}", cells[5],
+                         f"{cells[2]} specs, {cells[3]} passed, {cells[4]} failed"))
+    if not rows:
+        raise SystemExit(f"bench: {path}: no rung table")
+    return rows
+
+
+ADDON_WORKLOADS = (("CoreDNS", "deployment", "coredns"), ("metrics-server", "deployment", "metrics-server"),
+                   ("kube-network-policies", "daemonset", "kube-network-policies"))
+
+
+def addon_rows(kubeconfig: Path) -> list[Row]:
+    """Each add-on from its workload's creation to its last pod Ready, by the API server's own
+    timestamps (so no polling of this script's is in the figure); metrics-server until its
+    APIService is Available too, since `kubectl top` needs that."""
+    import datetime
+    import json
+
+    kubectl = str(tool_dir("kubernetes") / "kubectl")
+
+    def get(*args: str) -> dict:
+        return json.loads(run([kubectl, "--kubeconfig", str(kubeconfig), "-n", "kube-system", "get", *args,
+                               "-o", "json"]))
+
+    def when(stamp: str) -> datetime.datetime:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+    rows: list[Row] = []
+    for title, kind, name in ADDON_WORKLOADS:
+        found = get(kind, "--ignore-not-found", name) if run(
+            [kubectl, "--kubeconfig", str(kubeconfig), "-n", "kube-system", "get", kind, name,
+             "--ignore-not-found", "-o", "name"]).strip() else None
+        if not found:
+            rows.append((f"add-on {title}: created to ready", "off", "not enabled in this stack"))
+            continue
+        selector = ",".join(f"{k}={v}" for k, v in found["spec"]["selector"]["matchLabels"].items())
+        pods = get("pods", "-l", selector)["items"]
+        ready = [c["lastTransitionTime"] for p in pods for c in p["status"].get("conditions", [])
+                 if c["type"] == "Ready" and c["status"] == "True"]
+        if name == "metrics-server":
+            service = json.loads(run([kubectl, "--kubeconfig", str(kubeconfig), "get", "apiservice",
+                                      "v1beta1.metrics.k8s.io", "-o", "json"]))
+            ready += [c["lastTransitionTime"] for c in service["status"].get("conditions", [])
+                      if c["type"] == "Available" and c["status"] == "True"]
+        if len(ready) < len(pods) or not pods:
+            rows.append((f"add-on {title}: created to ready", "not ready", f"{len(pods)} pods"))
+            continue
+        took = max(when(t) for t in ready) - when(found["metadata"]["creationTimestamp"])
+        rows.append((f"add-on {title}: created to ready", f"{took.total_seconds():.0f} s",
+                     f"{len(pods)} pod(s), the API server's timestamps"))
+    return rows
 
 
 APP = """\
@@ -583,14 +671,16 @@ SECTIONS = {
                                                       "Go build cache included"),
     "toolchain": toolchain_rows, "preview": preview_rows, "vcsim": vcsim_rows, "scale": scale_rows, "ssh": ssh_rows,
             "workloads": workloads_rows, "ha": ha_rows, "snapshot": snapshot_rows,
-            "libvirt": libvirt_rows, "cluster": cluster_rows}
+            "libvirt": libvirt_rows, "cluster": cluster_rows, "addons": stack_addon_rows,
+            "conformance": conformance_rows}
 
 
 def main() -> None:
     # The ci and cold sections read a CI log rather than measure: only when one is given.
+    # The addons section reads a stack that is up, and conformance a report: only when named.
     logs = {"ci": "BENCH_CI_LOG", "cold": "BENCH_COLD_LOG", "cold-ci": "BENCH_COLD_CI_LOG"}
     only = [s for s in os.environ.get("BENCH_ONLY", "").split(",") if s] or \
-        [s for s in SECTIONS if s not in logs or os.environ.get(logs[s])]
+        [s for s in SECTIONS if (s not in logs or os.environ.get(logs[s])) and s not in ("addons", "conformance")]
     fresh: dict[str, str] = {}
     for name in only:
         print(f"bench: {name} …", file=sys.stderr, flush=True)

@@ -288,20 +288,25 @@ def check_addons(kubeconfig: Path, sessions: list[Session], worker: str, metrics
     assert phase == "Succeeded" and "10.96.0.1" in logs and echo_ip in logs, logs
     kubectl(kubeconfig, "delete", "namespace", "dns-other", "--wait=false")
 
+    def top(*what: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(kubectl_binary()), "--kubeconfig", str(kubeconfig), "top", *what, "--no-headers"],
+                              capture_output=True, text=True)
     deadline = time.monotonic() + 300
     while metrics:  # metrics-server needs a scrape or two after it starts
-        top = subprocess.run([str(kubectl_binary()), "--kubeconfig", str(kubeconfig), "top", "nodes", "--no-headers"],
-                             capture_output=True, text=True)
-        names = {line.split()[0] for line in top.stdout.splitlines() if line.strip()}
-        if top.returncode == 0 and len(names) == len(sessions):
+        nodes, pods = top("nodes"), top("pods", "-n", "kube-system")
+        names = {line.split()[0] for line in nodes.stdout.splitlines() if line.strip()}
+        if nodes.returncode == 0 and len(names) == len(sessions) and pods.returncode == 0 \
+                and "coredns-" in pods.stdout and "metrics-server-" in pods.stdout:
             break
-        assert time.monotonic() < deadline, top.stderr
+        assert time.monotonic() < deadline, (nodes.stderr, pods.stdout, pods.stderr)
         time.sleep(10)
 
     if not policy:
         return
     url = "http://hello.default.svc.cluster.local/"
-    fetch = ("sh", "-c", f"wget -T 5 -q -O - {url}")
+    # `timeout`, not wget's own -T: Debian 12's static busybox (1.35) segfaults on -T before it
+    # opens a socket, so every fetch failed, policy or not.
+    fetch = ("sh", "-c", f"timeout 5 wget -q -O - {url}")
     assert run_pod(kubeconfig, "before-policy", worker, *fetch)[0] == "Succeeded"
     deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "deny-hello", "namespace": "default"},
@@ -378,11 +383,8 @@ def check_hardening(kubeconfig: Path, cp: Session) -> None:
 
 
 CP_ADDRESS, WORKER_ADDRESS = "192.168.151.10", "192.168.151.11"
-# The add-ons this cluster runs. With both on (2026-12-03, after the translation-cache fix
-# in vmkube/vms/libvirt_xml.py) the first up took 353 s, DNS passed and `kubectl top nodes`
-# answered for both nodes, but the policy check's first fetch (before any policy) failed;
-# until that is understood, CI runs CoreDNS alone.
-METRICS, POLICY = False, False
+# The add-ons this cluster runs: all three, as a stack gets them by default.
+METRICS, POLICY = True, True
 # The restore on this cluster (snapshot, ConfigMap, restore, same UIDs) restarts the whole
 # control plane, which on this machine's emulated VMs costs more minutes than CI's budget
 # holds beside the rest; the restore's script and etcdutl run on real etcd in
