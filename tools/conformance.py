@@ -119,6 +119,12 @@ def write_report(path: Path, rungs: list[Rung], version: str, shape: str) -> Non
              f"Kubernetes {version}; the suite is e2e.test of the same version built from the k8s.io/kubernetes "
              f"module (`make conformance`). Cluster: {shape}. Measured on a 2-core machine running the nodes "
              "under QEMU TCG (no KVM).", "",
+             "No registry is reachable where this runs, so the suite's images are built offline "
+             "(`tools/build-test-images`) under the names it asks for: agnhost from the module's "
+             "`test/images/agnhost`, pause from the toolchain, busybox and dig from Debian 12 packages, "
+             "httpd and nginx as busybox's httpd at their upstream document roots. Debian's busybox is "
+             "1.35, whose `wget -T` crashes; in this version's test/e2e only Services and load-balancer "
+             "specs outside [Conformance] call it.", "",
              "| rung | focus | specs | passed | failed | time |", "|---|---|---|---|---|---|"]
     for r in rungs:
         lines.append(f"| {r.title} | `{r.focus}` | {len(r.specs)} | {r.count('passed')} | {r.count('failed')} | "
