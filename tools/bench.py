@@ -36,6 +36,7 @@ from tests.fixtures.libvirt import translation_flushes  # noqa: E402
 from tests.fixtures.vcsim import PASSWORD, TEMPLATE, USER, GuestAgent  # noqa: E402
 from tests.helpers import example_raw  # noqa: E402
 from tests.tls import make_ca_and_server_cert  # noqa: E402
+from tools.stackaccess import private_file  # noqa: E402
 
 TOOLS = ("pulumi", "pulumi-language-python", "vcsim", "actionlint")
 QUIET = {"on_output": lambda _line: None}
@@ -387,17 +388,6 @@ def cluster_rows() -> list[Row]:
     ]
 
 
-@contextlib.contextmanager
-def private_file(text: str):
-    """``text`` in a file only this user can read, removed after."""
-    with tempfile.TemporaryDirectory(prefix="vmkube-bench-") as tmp:
-        path = Path(tmp) / "kubeconfig"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, text.encode())
-        os.close(fd)
-        yield path
-
-
 def stack_addon_rows() -> list[Row]:
     """The add-ons of a stack that is up already (BENCH_ADDONS_STACK, default local): the
     figures of its last bootstrap, without building a cluster for them."""
@@ -425,44 +415,45 @@ def conformance_rows() -> list[Row]:
     return rows
 
 
-ADDON_WORKLOADS = (("CoreDNS", "deployment", "coredns"), ("metrics-server", "deployment", "metrics-server"),
-                   ("kube-network-policies", "daemonset", "kube-network-policies"))
+# Add-on -> its workload, and the APIService that must be Available before it serves (`kubectl
+# top` needs metrics-server's).
+ADDON_WORKLOADS = (("CoreDNS", "deployment", "coredns", ""),
+                   ("metrics-server", "deployment", "metrics-server", "v1beta1.metrics.k8s.io"),
+                   ("kube-network-policies", "daemonset", "kube-network-policies", ""))
 
 
 def addon_rows(kubeconfig: Path) -> list[Row]:
-    """Each add-on from its workload's creation to its last pod Ready, by the API server's own
-    timestamps (so no polling of this script's is in the figure); metrics-server until its
-    APIService is Available too, since `kubectl top` needs that."""
+    """Each add-on from its workload's creation to its last pod Ready (and its APIService
+    Available), by the API server's own timestamps: no polling of this script's is in the figure."""
     import datetime
     import json
 
     kubectl = str(tool_dir("kubernetes") / "kubectl")
 
-    def get(*args: str) -> dict:
-        return json.loads(run([kubectl, "--kubeconfig", str(kubeconfig), "-n", "kube-system", "get", *args,
-                               "-o", "json"]))
+    def get(*args: str) -> dict | None:
+        out = run([kubectl, "--kubeconfig", str(kubeconfig), "-n", "kube-system", "get", *args,
+                   "--ignore-not-found", "-o", "json"]).strip()
+        return json.loads(out) if out else None
+
+    def since(conditions: list[dict], kind: str) -> list[str]:
+        return [c["lastTransitionTime"] for c in conditions if c["type"] == kind and c["status"] == "True"]
 
     def when(stamp: str) -> datetime.datetime:
         return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
     rows: list[Row] = []
-    for title, kind, name in ADDON_WORKLOADS:
-        found = get(kind, "--ignore-not-found", name) if run(
-            [kubectl, "--kubeconfig", str(kubeconfig), "-n", "kube-system", "get", kind, name,
-             "--ignore-not-found", "-o", "name"]).strip() else None
+    for title, kind, name, apiservice in ADDON_WORKLOADS:
+        found = get(kind, name)
         if not found:
             rows.append((f"add-on {title}: created to ready", "off", "not enabled in this stack"))
             continue
         selector = ",".join(f"{k}={v}" for k, v in found["spec"]["selector"]["matchLabels"].items())
-        pods = get("pods", "-l", selector)["items"]
-        ready = [c["lastTransitionTime"] for p in pods for c in p["status"].get("conditions", [])
-                 if c["type"] == "Ready" and c["status"] == "True"]
-        if name == "metrics-server":
-            service = json.loads(run([kubectl, "--kubeconfig", str(kubeconfig), "get", "apiservice",
-                                      "v1beta1.metrics.k8s.io", "-o", "json"]))
-            ready += [c["lastTransitionTime"] for c in service["status"].get("conditions", [])
-                      if c["type"] == "Available" and c["status"] == "True"]
-        if len(ready) < len(pods) or not pods:
+        pods = (get("pods", "-l", selector) or {}).get("items", [])
+        ready = [t for p in pods for t in since(p["status"].get("conditions", []), "Ready")]
+        if apiservice:
+            ready += since(((get("apiservice", apiservice) or {}).get("status") or {}).get("conditions", []),
+                           "Available")
+        if not pods or len(ready) < len(pods) + bool(apiservice):
             rows.append((f"add-on {title}: created to ready", "not ready", f"{len(pods)} pods"))
             continue
         took = max(when(t) for t in ready) - when(found["metadata"]["creationTimestamp"])

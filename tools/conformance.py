@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vmkube.nodes.ssh import Session  # noqa: E402
-from tools.stackaccess import pulumi, stack_sessions  # noqa: E402
+from tools.stackaccess import private_file, pulumi, stack_sessions  # noqa: E402
 
 SKIP = r"\[Serial\]|\[Slow\]|\[Disruptive\]|\[Flaky\]|\[Feature:"
 LADDER = [
@@ -166,11 +165,7 @@ def main(argv: list[str]) -> int:
 
     suite, images = build()
     import_images(stack_sessions(args.stack), images)
-    with tempfile.TemporaryDirectory() as tmp:
-        kubeconfig = Path(tmp) / "kubeconfig"
-        fd = os.open(kubeconfig, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, pulumi(args.stack, "stack", "output", "kubeconfig", "--show-secrets").encode())
-        os.close(fd)
+    with private_file(pulumi(args.stack, "stack", "output", "kubeconfig", "--show-secrets")) as kubeconfig:
         ladder = [("focus", args.focus)] if args.focus else LADDER[:args.rungs]
         rungs = climb(suite / "e2e.test", kubeconfig, ladder, args.timeout)
     nodes = json.loads(pulumi(args.stack, "stack", "output", "nodes", "--json"))

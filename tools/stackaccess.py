@@ -4,9 +4,12 @@ are read through the Pulumi CLI into this process only, never onto a command lin
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +58,14 @@ def config_value(stack: str, path: str, default: str = "") -> str:
     out = subprocess.run([str(PULUMI), "config", "get", "--path", path, "--stack", stack],
                          capture_output=True, text=True)
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else default
+
+
+@contextlib.contextmanager
+def private_file(text: str, name: str = "kubeconfig"):
+    """``text`` in a file only this user can read (created 0600, never wider), removed after."""
+    with tempfile.TemporaryDirectory(prefix="vmkube-") as tmp:
+        path = Path(tmp) / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        yield path
