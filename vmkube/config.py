@@ -816,6 +816,18 @@ def _check_sizes(problems: Problems, name: str, kubernetes: KubernetesSpec,
                          f"node name {longest!r} is longer than 63 characters; shorten the pool or vmkube:name")
 
 
+def _example_range(subnet: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address, count: int) -> str:
+    """A range of ``count`` addresses on ``subnet`` for a hint: from the 10th host (routers and
+    DNS servers usually sit below), past the gateway, or from the first host on a small subnet."""
+    hosts = subnet.num_addresses - 2
+    start = 10 if hosts >= 10 + count else 1
+    first = subnet.network_address + start
+    if first <= gateway < first + count:
+        first = gateway + 1
+    last = min(first + max(count, 1) - 1, subnet.broadcast_address - 1)
+    return str(AddressRange(first, last))
+
+
 def _check_addresses(problems: Problems, network: NetworkSpec, kubernetes: KubernetesSpec,
                      control_plane: ControlPlaneSpec, pools: list[WorkerPoolSpec]) -> None:
     """Static addresses: every pool has enough, on the subnet, and no two nodes share one."""
@@ -836,8 +848,10 @@ def _check_addresses(problems: Problems, network: NetworkSpec, kubernetes: Kuber
     seen: list[tuple[str, AddressRange]] = []
     for key, ranges, count in owners:
         if count and not ranges:
-            problems.add(key, f"is required with vmkube:network.mode static: {count} address(es) on {subnet}, "
-                              "like 192.168.150.10-192.168.150.19")
+            # An entry that did not parse was reported already: one line per mistake.
+            if not any(line.startswith((key + ":", key + "[")) for line in problems.lines):
+                problems.add(key, f"is required with vmkube:network.mode static: {count} address(es) on {subnet}, "
+                                  f"like {_example_range(subnet, gateway, count)}")
             continue
         for r in ranges:
             if r.first not in subnet or r.last not in subnet:

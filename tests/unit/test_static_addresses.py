@@ -98,6 +98,23 @@ def test_static_addresses_inside_the_pod_or_service_range_are_refused():
     assert "vmkube:workerPools[0].addresses: 10.244.7.20 lies inside vmkube:kubernetes.podCidr" in text(raw)
 
 
+def test_a_missing_list_is_hinted_with_addresses_of_the_stacks_own_subnet():
+    raw = stack(network={"mode": "static", "subnet": "10.20.0.0/24", "gateway": "10.20.0.1"},
+                controlPlane={"addresses": "10.20.0.5"}, workerPools=[{"name": "worker", "count": 3}])
+    assert ("vmkube:workerPools[0].addresses: is required with vmkube:network.mode static: 3 address(es) on "
+            "10.20.0.0/24, like 10.20.0.10-10.20.0.12") in text(raw)
+    small = stack(network={"mode": "static", "subnet": "10.20.0.0/29", "gateway": "10.20.0.1"},
+                  controlPlane={"addresses": "10.20.0.6"}, workerPools=[{"name": "worker", "count": 2}])
+    assert "on 10.20.0.0/29, like 10.20.0.2-10.20.0.3" in text(small)  # past the gateway
+
+
+def test_an_address_that_does_not_parse_is_one_problem_not_two():
+    out = text(stack(workerPools=[{"name": "worker", "count": 2, "addresses": "192.168.150.x"}]))
+    assert [ln.strip() for ln in out.splitlines() if "workerPools[0].addresses" in ln] == [
+        "vmkube:workerPools[0].addresses: must be an IPv4 address or a range like 10.0.0.10-10.0.0.19 "
+        "(got '192.168.150.x')"], out
+
+
 def test_addresses_without_static_mode_are_refused():
     raw = {"hypervisor": "libvirt", "controlPlane": {"addresses": "192.168.150.10"}}
     assert "vmkube:controlPlane.addresses: static addresses need vmkube:network.mode static" in text(raw)
