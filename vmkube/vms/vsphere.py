@@ -12,7 +12,11 @@ first clone the login's privileges are checked on every object vmkube will touch
 when vmkube made them and they are empty again; VMs get the stack's custom
 attributes; pools that ask for it are spread over hosts by a DRS anti-affinity
 rule that follows their members. vSphere tags would need the vAPI REST endpoint,
-which pyVmomi does not speak: vmkube sets custom attributes instead.
+which pyVmomi does not speak: vmkube sets custom attributes instead. So would
+templates from a content library (vcenter/vm-template/library-items/{item}?action=deploy,
+vcenter/ovf/library-item): pyVmomi only reads which item a VM came from
+(config.contentLibItemInfo), so the template is a VM template in the VM folder. vcsim
+0.46.3 has libraries on its REST endpoint only, and its deploy makes a template, not a VM.
 """
 
 from __future__ import annotations
