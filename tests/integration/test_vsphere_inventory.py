@@ -202,6 +202,26 @@ def test_a_folder_vmkube_made_stays_while_it_holds_anything(vcsim_inventory, inv
     assert admin.vms(f"{DC1}/vm/vmkube") == [FOREIGN_VM]  # vmkube's, but not empty: kept
 
 
+def test_a_folder_removed_by_another_pools_destroy_is_simply_gone(vcsim_inventory, inventory_agent):
+    """Two pools share a new folder, each on its own connection (one provider call each, as
+    a stack's destroy runs them side by side). The first pool's VM goes while the second's
+    keeps the folder; the second's destroy then removes it. The first connection still
+    holds the removed folder: looking its VMs up again (the rest of its destroy, a retry)
+    finds none, rather than failing with vCenter's ManagedObjectNotFound."""
+    first, second = connect(vcsim_inventory, folder="vmkube/both"), connect(vcsim_inventory, folder="vmkube/both")
+    try:
+        pool.converge(first, spec(["b-1"]), ip_timeout=20)
+        pool.converge(second, spec(["b-2"], owner=f"{OWNER}-other"), ip_timeout=20)
+        first.destroy("b-1", OWNER)  # b-2 is still there: the folder stays
+        pool.remove_all(second, f"{OWNER}-other", ["b-2"], "debian-12")
+        assert Admin(vcsim_inventory).find(f"{DC1}/vm/vmkube") is None
+        assert first.find("b-1") is None and first.list_owned(OWNER) == []
+        pool.remove_all(first, OWNER, ["b-1"], "debian-12")
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_removed_folder_is_made_again_by_the_next_create(vcsim_inventory, inventory_agent):
     hv = connect(vcsim_inventory, folder="again")
     try:

@@ -507,10 +507,22 @@ class VsphereHypervisor:
             raise HypervisorError(f"vmkube:vsphere.user: {self.user!r} lacks privileges vmkube needs "
                                   "(README, \"vSphere privileges\"); nothing was created:\n  " + "\n  ".join(lines))
 
+    def _in_current_folder(self, call: Callable[[vim.Folder], Any]) -> Any:
+        """``call(folder)`` on the VM folder, or None while there is none. Another pool's
+        connection (a stack's pools are destroyed side by side) may have removed the folder
+        since this one found it: vCenter then answers ManagedObjectNotFound, and the folder
+        is looked up again (gone, or made anew by a create meanwhile)."""
+        for _ in range(2):
+            if self.folder is None:  # the folder does not exist yet: neither do the VMs
+                return None
+            try:
+                return call(self.folder)
+            except vmodl.fault.ManagedObjectNotFound:
+                self.folder, self._folder_base, self._folder_missing = self._locate_folder()
+        return None
+
     def _vm(self, name: str) -> vim.VirtualMachine | None:
-        if self.folder is None:  # the folder does not exist yet: neither do the VMs
-            return None
-        found = self.content.searchIndex.FindChild(self.folder, name)
+        found = self._in_current_folder(lambda folder: self.content.searchIndex.FindChild(folder, name))
         return found if isinstance(found, vim.VirtualMachine) else None
 
     @staticmethod
@@ -531,9 +543,10 @@ class VsphereHypervisor:
 
     def _in_folder(self, paths: Sequence[str]) -> dict[vim.VirtualMachine, dict[str, Any]]:
         """Every VM of the folder with ``paths``, in one call."""
-        if self.folder is None:
+        view = self._in_current_folder(
+            lambda folder: self.content.viewManager.CreateContainerView(folder, [vim.VirtualMachine], True))
+        if view is None:
             return {}
-        view = self.content.viewManager.CreateContainerView(self.folder, [vim.VirtualMachine], True)
         try:
             return self._read(view, pass_through=True, paths=paths)
         finally:
