@@ -129,5 +129,4 @@ def _step(event: auto.EngineEvent, steps: list) -> None:
     pre = event.resource_pre_event
     if pre is not None:
         meta = pre.metadata
-        steps.append((meta.op.value if hasattr(meta.op, "value") else str(meta.op), meta.urn,
-                      sorted(meta.keys or [])))
+        steps.append((meta.op.value, meta.urn, sorted(meta.keys or [])))
