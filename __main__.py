@@ -29,6 +29,7 @@ else:
     pulumi.export("hostKeys", cluster.host_public_keys)
     if cluster.kubeconfig is not None:
         pulumi.export("kubeconfig", cluster.kubeconfig)
+        pulumi.export("certificates", cluster.certificates)  # name -> notAfter; `make certs`
     if apps:
         Workloads(f"{spec.name}-apps", apps, cluster.kubeconfig, spec.name,
                   pulumi.ResourceOptions(depends_on=[cluster]))

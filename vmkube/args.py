@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from vmkube import config
-from vmkube.config import (ClusterSpec, ControlPlaneSpec, EtcdSpec, KubernetesSpec, LibvirtSpec, NetworkSpec, SshSpec,
-                           VsphereSpec, WorkerPoolSpec)
+from vmkube.config import (ClusterSpec, ControlPlaneSpec, EtcdSpec, KubernetesSpec, LibvirtSpec, NetworkSpec, PkiSpec,
+                           SshSpec, VsphereSpec, WorkerPoolSpec)
 from vmkube.errors import ConfigError
 
 
@@ -30,13 +30,14 @@ class ClusterArgs:
     ssh: SshSpec = field(default_factory=SshSpec)
     network: NetworkSpec = field(default_factory=NetworkSpec)
     etcd: EtcdSpec = field(default_factory=EtcdSpec)
+    pki: PkiSpec = field(default_factory=PkiSpec)
 
     @classmethod
     def from_spec(cls, spec: ClusterSpec) -> "ClusterArgs":
         """The arguments a validated stack config stands for (the repo's own program)."""
         return cls(hypervisor=spec.libvirt or spec.vsphere, control_plane=spec.control_plane,
                    worker_pools=tuple(spec.worker_pools), kubernetes=spec.kubernetes, ssh=spec.ssh,
-                   network=spec.network, etcd=spec.etcd)
+                   network=spec.network, etcd=spec.etcd, pki=spec.pki)
 
 
 def _machine(spec: Any) -> dict[str, Any]:
@@ -90,6 +91,8 @@ def raw_config(name: str, args: ClusterArgs) -> tuple[dict[str, Any], set[str]]:
                           "searchDomains": list(net.search_domains)}
     if args.etcd != EtcdSpec():
         raw["etcd"] = {"snapshots": {"keep": args.etcd.snapshots_keep}}
+    if args.pki != PkiSpec():
+        raw["pki"] = {"renewBeforeDays": args.pki.renew_before_days}
     cp = args.control_plane
     raw["controlPlane"] = {"count": cp.count, **_machine(cp), "endpoint": cp.endpoint or None,
                            "addresses": _ranges(cp.addresses)}

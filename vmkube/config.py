@@ -166,6 +166,17 @@ class EtcdSpec:
 
 
 @dataclass(frozen=True)
+class PkiSpec:
+    """The cluster's certificates: a leaf within ``renew_before_days`` of its end is
+    issued again by the next `up` (vmkube/pki.py), its components restarted one node at a time."""
+    renew_before_days: int = 90
+
+
+# A leaf lasts two years: a window past one year would renew every leaf at least yearly for nothing.
+RENEW_BEFORE_MAX_DAYS = 365
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     """How nodes get their addresses. ``static``: each pool lists its addresses
     (``controlPlane.addresses``, ``workerPools[i].addresses``) on this subnet, written
@@ -242,6 +253,7 @@ class ClusterSpec:
     vsphere: VsphereSpec | None = None
     network: NetworkSpec = field(default_factory=NetworkSpec)
     etcd: EtcdSpec = field(default_factory=EtcdSpec)
+    pki: PkiSpec = field(default_factory=PkiSpec)
 
     def nodes(self) -> list[NodeSpec]:
         """Every node the cluster should have, control planes first."""
@@ -305,6 +317,7 @@ def load(raw: Mapping[str, Any], *, stack: str, secret_keys: Iterable[str] = (),
     ssh = _ssh(top, secrets)
     kubernetes = _kubernetes(top)
     etcd = _etcd(top)
+    pki = _pki(top)
     control_plane = _control_plane(top)
     pools = _worker_pools(top)
     workloads = _workloads(top, apps)
@@ -321,7 +334,7 @@ def load(raw: Mapping[str, Any], *, stack: str, secret_keys: Iterable[str] = (),
     return ClusterSpec(name=name, hypervisor=hypervisor, ssh=ssh, kubernetes=kubernetes,
                        control_plane=control_plane, worker_pools=tuple(pools),
                        workloads=tuple(workloads), libvirt=libvirt, vsphere=vsphere, network=network,
-                       etcd=etcd)
+                       etcd=etcd, pki=pki)
 
 
 def _etcd(top: Fields) -> EtcdSpec:
@@ -333,6 +346,15 @@ def _etcd(top: Fields) -> EtcdSpec:
     snaps.done()
     f.done()
     return EtcdSpec(snapshots_keep=keep if keep is not None else EtcdSpec.snapshots_keep)
+
+
+def _pki(top: Fields) -> PkiSpec:
+    f = top.obj("pki")
+    if f is None:
+        return PkiSpec()
+    days = f.integer("renewBeforeDays", PkiSpec.renew_before_days, minimum=1, maximum=RENEW_BEFORE_MAX_DAYS)
+    f.done()
+    return PkiSpec(renew_before_days=days if days is not None else PkiSpec.renew_before_days)
 
 
 def default_name(stack: str) -> str:

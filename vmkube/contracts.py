@@ -21,8 +21,10 @@ and delete never see unknowns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+import datetime as dt
 from typing import Any, Mapping
 
+from vmkube import pki
 from vmkube.config import SSH_CONNECT_TIMEOUT, LibvirtSpec, Secret, VsphereSpec
 from vmkube.versions import DEFAULT_REPOSITORY
 
@@ -388,6 +390,31 @@ class SnapshotPolicy:
 
 
 @dataclass(frozen=True)
+class PkiPolicy:
+    """When leaf certificates are renewed (vmkube:pki.renewBeforeDays), and how long a new
+    one lasts: 0 is vmkube's two years; tests set seconds, to see short-lived ones renewed.
+    Not a cluster field: a change alone runs nothing; the diff runs the bootstrap when a
+    certificate in state is inside the window."""
+    renew_before_days: int = pki.RENEW_BEFORE_DAYS
+    leaf_lifetime_seconds: int = 0
+
+    def lifetimes(self) -> pki.Lifetimes:
+        leaf = dt.timedelta(seconds=self.leaf_lifetime_seconds) if self.leaf_lifetime_seconds else pki.LEAF_LIFETIME
+        return pki.Lifetimes(renew_before=dt.timedelta(days=self.renew_before_days), leaf=leaf)
+
+    def to_props(self) -> dict[str, Any]:
+        return {"renewBeforeDays": self.renew_before_days, "leafLifetimeSeconds": self.leaf_lifetime_seconds}
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, Any] | None) -> "PkiPolicy | Unknown":
+        if is_unknown(props):
+            return UNKNOWN
+        props = props or {}  # a state from before renewal: the defaults
+        return cls(renew_before_days=_int(props.get("renewBeforeDays") or pki.RENEW_BEFORE_DAYS),
+                   leaf_lifetime_seconds=_int(props.get("leafLifetimeSeconds") or 0))
+
+
+@dataclass(frozen=True)
 class BootstrapInputs:
     """The inputs of the Bootstrap resource: the nodes, how to reach them, what to install."""
     cluster: str
@@ -400,8 +427,10 @@ class BootstrapInputs:
     endpoint: str = ""
     addons: AddonSettings | Unknown = field(default_factory=AddonSettings)
     snapshots: SnapshotPolicy | Unknown = field(default_factory=SnapshotPolicy)
+    pki_policy: PkiPolicy | Unknown = field(default_factory=PkiPolicy)  # "pki" is the output's name
 
-    # What the cluster is: a change in any of these runs the bootstrap (snapshots: see SnapshotPolicy).
+    # What the cluster is: a change in any of these runs the bootstrap (snapshots: see SnapshotPolicy;
+    # pki_policy: see PkiPolicy).
     CLUSTER_FIELDS = ("cluster", "version", "pod_cidr", "service_cidr", "nodes", "ssh", "binaries", "endpoint",
                       "addons")
 
@@ -409,7 +438,8 @@ class BootstrapInputs:
         return {"cluster": self.cluster, "version": self.version, "podCidr": self.pod_cidr,
                 "serviceCidr": self.service_cidr, "nodes": [n.to_props() for n in self.nodes],
                 "ssh": self.ssh.to_props(), "binaries": self.binaries.to_props(), "endpoint": self.endpoint,
-                "addons": self.addons.to_props(), "snapshots": self.snapshots.to_props()}
+                "addons": self.addons.to_props(), "snapshots": self.snapshots.to_props(),
+                "pkiPolicy": self.pki_policy.to_props()}
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> "BootstrapInputs":
@@ -421,7 +451,8 @@ class BootstrapInputs:
                    binaries=BinarySource.from_props(props.get("binaries")),
                    endpoint=_read(props, "endpoint", str, "") or "",
                    addons=AddonSettings.from_props(props.get("addons")),
-                   snapshots=SnapshotPolicy.from_props(props.get("snapshots")))
+                   snapshots=SnapshotPolicy.from_props(props.get("snapshots")),
+                   pki_policy=PkiPolicy.from_props(props.get("pkiPolicy")))
 
     def known(self) -> "BootstrapInputs":
         """Itself, once nothing is unknown; a bug otherwise (only check and diff see unknowns)."""
@@ -474,6 +505,10 @@ class BootstrapState:
                    pod_cidrs=_str_map(props.get("podCidrs") or {}),
                    pki={k: CertPair(v["cert"], v["key"]) for k, v in (props.get("pki") or {}).items()},
                    node_status=tuple(NodeStatus.from_props(s) for s in props.get("nodeStatus") or []))
+
+    def public_pki(self) -> dict[str, str]:
+        """Name -> the public half of each PKI entry (certificates, the service-account public key)."""
+        return {k: v.cert for k, v in self.pki.items()}
 
     def with_status(self, status: tuple[NodeStatus, ...]) -> "BootstrapState":
         return replace(self, node_status=status)

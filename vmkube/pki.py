@@ -2,9 +2,12 @@
 key pair, and the certificates each component and node presents.
 
 Everything is deterministic given its inputs except fresh keys: ``ensure``
-reuses what it is given (from Pulumi state) and makes only what is missing or
-no longer matches (a new node address, a new node), so certificates stay
-stable across runs. PEM text only; the Pulumi layer keeps it as secrets.
+reuses what it is given (from Pulumi state) and makes only what is missing, no
+longer matches (a new node address, a new node) or is within its renewal window
+of expiry, so certificates stay stable across runs and never run out on a
+cluster that sees an `up` now and then. CAs are kept for good: renewing one
+would orphan every certificate and token it signed, so ``ca_warnings`` says
+when one nears its end instead. PEM text only; the Pulumi layer keeps it as secrets.
 """
 
 from __future__ import annotations
@@ -23,8 +26,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_YEARS = 10
-LEAF_DAYS = 365 * 2
-RENEW_BEFORE_DAYS = 60
+LEAF_LIFETIME = dt.timedelta(days=365 * 2)
+RENEW_BEFORE_DAYS = 90  # vmkube:pki.renewBeforeDays
+# A CA's end is announced this early: replacing one is a project, not a step of `up`.
+CA_WARN_AHEAD = dt.timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """How long a leaf certificate lasts, and how long before its end it is renewed.
+    Tests issue leaves that last minutes, to watch them being renewed."""
+    renew_before: dt.timedelta = dt.timedelta(days=RENEW_BEFORE_DAYS)
+    leaf: dt.timedelta = LEAF_LIFETIME
 
 
 @dataclass(frozen=True)
@@ -83,7 +96,7 @@ class LeafSpec:
     ips: tuple[str, ...] = ()
 
 
-def issue(ca: CertKey, spec: LeafSpec) -> CertKey:
+def issue(ca: CertKey, spec: LeafSpec, lifetime: dt.timedelta = LEAF_LIFETIME) -> CertKey:
     ca_cert = x509.load_pem_x509_certificate(ca.cert.encode())
     ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -92,7 +105,7 @@ def issue(ca: CertKey, spec: LeafSpec) -> CertKey:
              ([ExtendedKeyUsageOID.SERVER_AUTH] if spec.server else [])
     builder = (x509.CertificateBuilder().subject_name(_name(spec.cn, spec.org)).issuer_name(ca_cert.subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + lifetime)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=False,
                                             crl_sign=False, content_commitment=False, data_encipherment=False,
@@ -109,27 +122,90 @@ def issue(ca: CertKey, spec: LeafSpec) -> CertKey:
     return CertKey(cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))
 
 
-def matches(existing: CertKey | None, ca: CertKey, spec: LeafSpec) -> bool:
-    """True when the certificate was issued by this CA for exactly this spec and is not near expiry."""
+def reissue_reason(existing: CertKey | None, ca: CertKey, spec: LeafSpec,
+                   renew_before: dt.timedelta = Lifetimes.renew_before, now: dt.datetime | None = None) -> str:
+    """Why the certificate must be issued again ("" when it may stay): missing, not
+    issued by this CA for exactly this spec, or within ``renew_before`` of its end."""
     if existing is None:
-        return False
+        return "missing"
     cert = x509.load_pem_x509_certificate(existing.cert.encode())
     ca_cert = x509.load_pem_x509_certificate(ca.cert.encode())
     if cert.issuer != ca_cert.subject or cert.subject != _name(spec.cn, spec.org):
-        return False
+        return "issued for another name or by another CA"
     try:
         ca_cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
     except Exception:  # noqa: BLE001 - any verification failure means "not ours"
-        return False
-    if cert.not_valid_after_utc - _now() < dt.timedelta(days=RENEW_BEFORE_DAYS):
-        return False
+        return "not signed by this CA"
+    end = cert.not_valid_after_utc
+    if end - (now or _now()) < renew_before:
+        return f"expires {_stamp(end)}, less than {_span(renew_before)} from now"
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns = set(san.get_values_for_type(x509.DNSName))
         ips = {str(i) for i in san.get_values_for_type(x509.IPAddress)}
     except x509.ExtensionNotFound:
         dns, ips = set(), set()
-    return dns == set(spec.dns) and ips == set(spec.ips)
+    return "" if dns == set(spec.dns) and ips == set(spec.ips) else "the names it certifies changed"
+
+
+def matches(existing: CertKey | None, ca: CertKey, spec: LeafSpec,
+            renew_before: dt.timedelta = Lifetimes.renew_before, now: dt.datetime | None = None) -> bool:
+    """True when the certificate was issued by this CA for exactly this spec and is not near expiry."""
+    return not reissue_reason(existing, ca, spec, renew_before, now)
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _span(delta: dt.timedelta) -> str:
+    return f"{delta.days} days" if delta.days else f"{int(delta.total_seconds())} s"
+
+
+def is_certificate(pem: str) -> bool:
+    """Certificates, not the other PKI entries (the service-account key pair, the encryption key)."""
+    return "BEGIN CERTIFICATE" in pem
+
+
+def not_after(cert_pem: str) -> dt.datetime:
+    return x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc
+
+
+def is_ca(cert_pem: str) -> bool:
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def expiries(certs: Mapping[str, str]) -> dict[str, str]:
+    """Certificate name -> its end (UTC, ISO 8601): what `make certs` and the stack output
+    list. Only public dates: the input maps names to certificate PEM, never keys."""
+    return {name: _stamp(not_after(pem)) for name, pem in sorted(certs.items()) if is_certificate(pem)}
+
+
+def expiring(certs: Mapping[str, str], renew_before: dt.timedelta,
+             now: dt.datetime | None = None) -> list[str]:
+    """The leaf certificates (names -> PEM) an `up` now would renew for their age alone."""
+    now = now or _now()
+    return sorted(name for name, pem in certs.items()
+                  if is_certificate(pem) and not is_ca(pem) and not_after(pem) - now < renew_before)
+
+
+def ca_warnings(certs: Mapping[str, str], ahead: dt.timedelta = CA_WARN_AHEAD,
+                now: dt.datetime | None = None) -> list[str]:
+    """A line for each CA (names -> PEM) that ends within ``ahead``; vmkube never replaces a CA by itself."""
+    now = now or _now()
+    out = []
+    for name, pem in sorted(certs.items()):
+        if is_certificate(pem) and is_ca(pem) and not_after(pem) - now < ahead:
+            end = not_after(pem)
+            state = "expired" if end <= now else "expires"
+            out.append(f"the cluster's CA {name} ({subject_of(pem)}) {state} {_stamp(end)}: vmkube renews the "
+                       "certificates it signs, never the CA itself; plan a CA rotation before then, or every "
+                       "certificate it signed stops verifying")
+    return out
 
 
 def holds_key(public_pem: str, key_pem: str) -> bool:
@@ -169,17 +245,29 @@ def apiserver_names(cluster_domain: str, service_ip: str, api_addresses: Iterabl
     return LeafSpec("kube-apiserver", server=True, dns=tuple(sorted(set(dns))), ips=tuple(sorted(set(ips))))
 
 
+def reissues(existing: Mapping[str, CertKey], wanted: Mapping[str, tuple[str, LeafSpec]],
+             cas: Iterable[str], renew_before: dt.timedelta = Lifetimes.renew_before,
+             now: dt.datetime | None = None) -> dict[str, str]:
+    """The leaves ``ensure`` would issue, each with why; none when every CA is missing
+    (a new cluster: everything is new)."""
+    present = {name: existing[name] for name in cas if name in existing}
+    return {name: why for name, (ca_name, spec) in wanted.items()
+            if ca_name in present and (why := reissue_reason(existing.get(name), present[ca_name], spec,
+                                                             renew_before, now))}
+
+
 def ensure(existing: Mapping[str, CertKey], wanted: Mapping[str, tuple[str, LeafSpec]],
-           cas: Iterable[str]) -> dict[str, CertKey]:
+           cas: Iterable[str], lifetimes: Lifetimes = Lifetimes(), now: dt.datetime | None = None) -> dict[str, CertKey]:
     """The full set: CAs first (kept forever once made), then every wanted leaf,
-    reissued only when missing or no longer matching. ``wanted`` maps a name to
-    (issuing CA name, spec)."""
+    reissued only when missing, no longer matching, or within ``lifetimes.renew_before``
+    of expiry. ``wanted`` maps a name to (issuing CA name, spec)."""
     out: dict[str, CertKey] = {}
     for name in cas:
         out[name] = existing.get(name) or make_ca(f"vmkube-{name}")
     for name, (ca_name, spec) in wanted.items():
         current = existing.get(name)
-        out[name] = current if matches(current, out[ca_name], spec) else issue(out[ca_name], spec)
+        keep = matches(current, out[ca_name], spec, lifetimes.renew_before, now)
+        out[name] = current if keep else issue(out[ca_name], spec, lifetimes.leaf)
     return out
 
 

@@ -257,6 +257,13 @@ INVALID = [
      "vmkube:etcd.snapshots.keep: must be at least 1 (got 0)"),
     ("snapshots misspelt", "local", setter("etcd", {"snapshot": {"keep": 3}}),
      "vmkube:etcd.snapshot: unknown key"),
+    ("renewal window of none", "local", setter("pki", {"renewBeforeDays": 0}),
+     "vmkube:pki.renewBeforeDays: must be at least 1 (got 0)"),
+    ("renewal window past a year", "local", setter("pki", {"renewBeforeDays": 400}),
+     "vmkube:pki.renewBeforeDays: must be at most 365 (got 400)"),
+    ("renewal window as text", "local", setter("pki", {"renewBeforeDays": "90d"}),
+     "vmkube:pki.renewBeforeDays: must be a whole number"),
+    ("renewal key misspelt", "local", setter("pki", {"renewBefore": 30}), "vmkube:pki.renewBefore: unknown key"),
 ]
 
 

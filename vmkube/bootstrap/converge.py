@@ -14,7 +14,7 @@ from pathlib import Path
 from vmkube import binaries, pki
 from vmkube.config import KUBE_BINARIES
 from vmkube.contracts import (BinarySource, BootstrapInputs, BootstrapState, CertPair, NodeInput, NodeStatus,
-                              SnapshotPolicy)
+                              PkiPolicy, SnapshotPolicy)
 from vmkube.errors import ConfigError
 from vmkube.nodes.phases import Node, run_phases, timing_summary
 from vmkube.nodes.ssh import Endpoint, Session
@@ -30,11 +30,12 @@ from vmkube.bootstrap.leave import remove_nodes
 from vmkube.bootstrap.marker import Mark
 from vmkube.bootstrap.plan import ADMIN_USER, CAS, Plan, PlanNode, allocate_pod_cidrs, wanted_certs
 from vmkube.bootstrap.preflight import Preflight
-from vmkube.bootstrap.readiness import ApiReady, NodesReady, node_report, serving
+from vmkube.bootstrap.readiness import ApiReady, NodesReady, agents_healthy, node_report, serving
 from vmkube.bootstrap.services import RollingRestart, Services
 from vmkube.bootstrap.snapshot import SnapshotBeforeRestart, take_by_policy
 
 log = logging.getLogger("vmkube.bootstrap")
+NODE_AGENTS = ("kubelet", "kube-proxy")
 
 
 def local_binaries(source: BinarySource) -> dict[str, Path]:
@@ -76,7 +77,8 @@ def leaving_nodes(inputs: BootstrapInputs, previous: BootstrapInputs | None) -> 
 def bootstrap(nodes: list[Node], desired: Desired, memory_mb: dict[str, int],
               snapshots: SnapshotPolicy = SnapshotPolicy(), existed: bool = False) -> list[tuple[str, float]]:
     """Every phase, in order, over the nodes it applies to; how long each took. ``existed``:
-    the cluster was up before this run (a control-plane restart is then a disruptive step)."""
+    the cluster was up before this run (a control-plane restart is then a disruptive step,
+    and changed node agents restart one node at a time)."""
     cps = [n for n in nodes if n.role == CONTROL_PLANE]
     rolling = len(cps) > 1
     return run_phases(nodes, [
@@ -92,7 +94,9 @@ def bootstrap(nodes: list[Node], desired: Desired, memory_mb: dict[str, int],
         AdminBinding(first=cps[0]),
         RewriteSecrets(first=cps[0], key_name=desired.certs["encryption"].cert),
         Services(desired, ("haproxy",), (WORKER,), title="start the API load balancer on workers"),
-        Services(desired, ("kubelet", "kube-proxy"), ALL_ROLES, title="start kubelets"),
+        Services(desired, NODE_AGENTS, ALL_ROLES, title="start kubelets", rolling=existed),
+        *([RollingRestart(desired, NODE_AGENTS, agents_healthy, roles=ALL_ROLES,
+                          title="restart changed kubelets and kube-proxies one node at a time")] if existed else []),
         NodesReady(desired.plan, first=cps[0]),
         Addons(desired.plan, desired.addons, desired.certs, desired.changed, first=cps[0]),
         Mark(),
@@ -116,13 +120,22 @@ def status(inputs: BootstrapInputs) -> list[NodeStatus]:
             node.session.close()
 
 
-def cluster_pki(previous: BootstrapState, first: Node, plan: Plan) -> dict[str, pki.CertKey]:
+def cluster_pki(previous: BootstrapState, first: Node, plan: Plan,
+                policy: PkiPolicy = PkiPolicy()) -> dict[str, pki.CertKey]:
     """The PKI from state; when state has none, what the first control plane already
-    runs with (vmkube.bootstrap.adopt); whatever is still missing, made new."""
+    runs with (vmkube.bootstrap.adopt); whatever is still missing, no longer matches or
+    is near its end (``policy``), made new. A renewed certificate is a changed file on
+    its nodes, so the services phases restart what reads it, one node at a time."""
     kept = {k: pki.CertKey(v.cert, v.key) for k, v in previous.pki.items()}
     if not kept:
         kept = adopt(first.session)
-    certs = pki.ensure(kept, wanted_certs(plan), CAS)
+    lifetimes = policy.lifetimes()
+    wanted = wanted_certs(plan)
+    for name, why in pki.reissues(kept, wanted, CAS, lifetimes.renew_before).items():
+        log.info("certificate %s: issuing it again (%s)", name, why)
+    for line in pki.ca_warnings({k: v.cert for k, v in kept.items() if k in CAS}):
+        log.warning("%s", line)
+    certs = pki.ensure(kept, wanted, CAS, lifetimes)
     certs["service-account"] = kept.get("service-account") or pki.service_account_key()
     certs["encryption"] = kept.get("encryption") or pki.encryption_key()
     return certs
@@ -144,7 +157,7 @@ def converge(inputs: BootstrapInputs, previous: BootstrapState | None = None,
     nodes = sessions(inputs)
     leaving = sessions(inputs, leaving_nodes(inputs, previous_inputs))
     try:
-        certs = cluster_pki(previous, next(n for n in nodes if n.role == CONTROL_PLANE), plan)
+        certs = cluster_pki(previous, next(n for n in nodes if n.role == CONTROL_PLANE), plan, inputs.pki_policy)
         desired = Desired(plan, certs, local_binaries(inputs.binaries), images, addon_config)
         timings = bootstrap(nodes, desired, {n.name: n.memory_mb for n in inputs.nodes},
                             inputs.snapshots, existed=bool(previous.pki))

@@ -29,6 +29,7 @@ class Desired:
     images: Mapping[str, bytes]  # image reference -> docker-archive, preloaded on every node
     addons: AddonConfig | None = None  # None: no add-ons (the tests' partial plans)
     changed: dict[str, list[str]] = field(default_factory=dict)  # node -> paths changed this run
+    started: dict[str, set[str]] = field(default_factory=dict)  # node -> units started this run (not to restart)
     _binary_files: dict[str, FileSpec] = field(default_factory=dict)
 
     def binary(self, name: str) -> FileSpec:

@@ -55,6 +55,20 @@ def serving(node: Node) -> None:
     api_ready(node)
 
 
+# The kubelet's own health endpoint (KubeletConfiguration healthzPort, on loopback only).
+KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
+AGENTS_HEALTHY = f"curl -fsS -m 5 {KUBELET_HEALTHZ} && systemctl is-active --quiet kube-proxy"
+
+
+def agents_healthy(node: Node) -> None:
+    """The node's kubelet answers its health check and kube-proxy runs: the rolling
+    restart of node agents goes on to the next node."""
+    def probe() -> tuple[bool, str]:
+        result = node.session.run(AGENTS_HEALTHY, sudo=True, check=False)
+        return result.ok, result.stderr or result.stdout or f"exit {result.code}"
+    _wait(f"{node.name}: kubelet and kube-proxy", probe)
+
+
 @dataclass
 class ApiReady:
     title: str = "wait for the API server"

@@ -4,7 +4,10 @@ Restarting every control plane's components at once would take etcd's quorum
 and all API servers away together, so with several control planes a changed
 unit restarts in RollingRestart, a serial phase: one node at a time, each
 serving again (etcd member healthy, API server ready) before the next. First
-starts stay parallel in Services: etcd members wait for each other.
+starts stay parallel in Services: etcd members wait for each other. Kubelets and
+kube-proxies roll the same way on a cluster that was up before (a renewed
+certificate, a new setting): one node at a time, each healthy before the next.
+A unit Services started this run is not restarted again by a rolling phase.
 """
 
 from __future__ import annotations
@@ -106,38 +109,48 @@ class Services:
                             restart_changed=not self.rolling)
 
     def run(self, node: Node) -> None:
-        execute(node, self.decide(node, self.facts(node)))
+        states = self.facts(node)
+        execute(node, self.decide(node, states))
+        # Started just now, so running on its new files: a rolling restart leaves it be.
+        self.desired.started.setdefault(node.name, set()).update(
+            u for u in self.units if states.get(u, ("", ""))[0] != "active")
 
 
-def decide_restarts(units: tuple[str, ...], states: UnitStates, changed: list[str]) -> list[Command]:
-    """The running units whose inputs changed; a unit not running was started already."""
+def decide_restarts(units: tuple[str, ...], states: UnitStates, changed: list[str],
+                    started: set[str] | frozenset[str] = frozenset()) -> list[Command]:
+    """The running units whose inputs changed; a unit not running, or started this run, was started already."""
     return [Command(("systemctl", "restart", u), why=f"restarting {u} (its configuration changed)")
-            for u in units if states.get(u, ("", ""))[0] == "active" and touched(u, changed)]
+            for u in units if states.get(u, ("", ""))[0] == "active" and touched(u, changed) and u not in started]
 
 
 @dataclass
 class RollingRestart:
-    """Serial: each control plane restarts its changed units and serves again before the next."""
+    """Serial: each node restarts its changed units and serves again before the next."""
     desired: Desired
     units: tuple[str, ...]
-    ready: Callable[[Node], None]  # waits until the node's etcd member and API server serve
+    ready: Callable[[Node], None]  # waits until the node serves again (control planes: etcd and API server)
     title: str = "restart changed control planes one at a time"
     mode: str = SERIAL
+    roles: tuple[str, ...] = (CONTROL_PLANE,)
+
+    def _pending(self, node: Node) -> list[str]:
+        started = self.desired.started.get(node.name, set())
+        return [u for u in self.units if u not in started and touched(u, self.desired.changed.get(node.name, []))]
 
     def applies(self, node: Node) -> bool:
-        return node.role == CONTROL_PLANE and any(touched(u, self.desired.changed.get(node.name, []))
-                                                  for u in self.units)
+        return node.role in self.roles and bool(self._pending(node))
 
     def facts(self, node: Node) -> dict[str, tuple[str, str]]:
         return read_states(node, self.units)
 
     def decide(self, node: Node, states: UnitStates) -> list[Command]:
-        return decide_restarts(self.units, states, self.desired.changed.get(node.name, []))
+        return decide_restarts(self.units, states, self.desired.changed.get(node.name, []),
+                               self.desired.started.get(node.name, set()))
 
     def run(self, node: Node) -> None:
         steps = self.decide(node, self.facts(node))
         if not steps:
             return
         execute(node, steps)
-        log.info("%s: waiting for this control plane to serve before the next one restarts", node.name)
+        log.info("%s: waiting for it to serve again before the next node restarts", node.name)
         self.ready(node)

@@ -11,15 +11,16 @@ as a change and is never iterated.
 from __future__ import annotations
 
 import logging
+import datetime as dt
 from typing import Any, Optional
 
 import pulumi
 from pulumi.dynamic import (CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource,
                             ResourceProvider, UpdateResult)
 
-from vmkube import upgrade
+from vmkube import pki, upgrade
 from vmkube.bootstrap import converge
-from vmkube.contracts import UNKNOWN, BootstrapInputs, BootstrapState, changed_fields
+from vmkube.contracts import UNKNOWN, BootstrapInputs, BootstrapState, PkiPolicy, changed_fields
 from vmkube.errors import VmkubeError
 
 from vmkube.stack.progress import show_progress
@@ -28,15 +29,28 @@ from vmkube.stack.unknowns import marked
 log = logging.getLogger("vmkube.bootstrap")
 
 
-def needs_run(olds: dict[str, Any], news: dict[str, Any]) -> bool:
-    """An input changed (or may have), or a node is not Ready as last seen (a refresh)."""
+def needs_run(olds: dict[str, Any], news: dict[str, Any], now: dt.datetime | None = None) -> bool:
+    """An input changed (or may have), a node is not Ready as last seen (a refresh), or a
+    certificate in state is due for renewal (within the new inputs' window)."""
     old, new = BootstrapInputs.from_props(marked(olds)), BootstrapInputs.from_props(marked(news))
     if changed_fields(old, new, BootstrapInputs.CLUSTER_FIELDS):
         return True
-    if new.nodes is UNKNOWN:
+    if new.nodes is UNKNOWN or new.pki_policy is UNKNOWN:
         return True
-    ready = {s.name for s in BootstrapState.from_props(olds).node_status if s.ready}
+    state = BootstrapState.from_props(olds)
+    if due_certificates(state, new.pki_policy, now):
+        return True
+    ready = {s.name for s in state.node_status if s.ready}
     return not {n.name for n in new.nodes} <= ready
+
+
+def due_certificates(state: BootstrapState, policy: PkiPolicy, now: dt.datetime | None = None) -> list[str]:
+    due = pki.expiring(state.public_pki(), policy.lifetimes().renew_before, now)
+    if due:
+        show_progress()  # the preview says why the bootstrap runs
+        log.info("certificates due for renewal (within %d days of expiry): %s", policy.renew_before_days,
+                 ", ".join(due))
+    return due
 
 
 class BootstrapProvider(ResourceProvider):
@@ -82,6 +96,7 @@ class Bootstrap(Resource, module="vmkube", name="Bootstrap"):
     kubeconfig: pulumi.Output[str]
     apiServer: pulumi.Output[str]
     nodeStatus: pulumi.Output[list]
+    pki: pulumi.Output[dict]  # secret: name -> certificate and key
 
     def __init__(self, name: str, props: dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
         outputs = {"kubeconfig": None, "apiServer": None, "podCidrs": None, "pki": None, "nodeStatus": None}

@@ -25,6 +25,7 @@ from vmkube.sshkeys import public_from_private
 from vmkube.vms import connect
 
 from vmkube.stack.bootstrap import Bootstrap
+from vmkube.stack.certificates import certificates_output, pki_policy
 from vmkube.stack.keys import SshKey
 from vmkube.stack.toolchain import addon_settings, binary_source, snapshot_policy
 from vmkube.stack.vmpool import LeavingVms, VmPool
@@ -85,7 +86,8 @@ class Cluster(pulumi.ComponentResource):
 
     Outputs: ``nodes`` (name, role, pool, address, readiness of each node),
     ``kubeconfig`` (secret; None without Kubernetes), ``ssh_public_key``,
-    ``host_public_keys`` (the pinned SSH host key of each node) and ``provider``,
+    ``host_public_keys`` (the pinned SSH host key of each node), ``certificates``
+    (each certificate's name and end date; None without Kubernetes) and ``provider``,
     a Kubernetes provider for the cluster (created on first use).
     ``binaries`` overrides where node binaries come from (default: the stack's
     kubernetes.binaries, else the toolchain); ``apps`` names the apps of this
@@ -128,6 +130,7 @@ class Cluster(pulumi.ComponentResource):
         self.host_public_keys = pulumi.Output.all(*[p.host_public_keys for p in pools]).apply(
             lambda maps: {k: v for m in maps for k, v in (m or {}).items()})
         self.kubeconfig: pulumi.Output[str] | None = None
+        self.certificates: pulumi.Output[dict[str, str]] | None = None
         self._provider: Any = None
         if spec.kubernetes.install:
             self.kubernetes = self._bootstrap(name, spec, source, nodes, pools)
@@ -135,6 +138,7 @@ class Cluster(pulumi.ComponentResource):
             self.leaving = LeavingVms(f"{name}-leaving-vms", [p.vms for p in pools],
                                       pulumi.ResourceOptions(parent=self, depends_on=[self.kubernetes]))
             self.kubeconfig = pulumi.Output.secret(self.kubernetes.kubeconfig)
+            self.certificates = certificates_output(self.kubernetes.pki, spec.name)
             self.nodes = pulumi.Output.all(self.nodes, self.kubernetes.nodeStatus).apply(
                 lambda pair: _with_status(pair[0], pair[1]))
         self.register_outputs({"nodes": self.nodes, "sshPublicKey": self.ssh_public_key})
@@ -176,7 +180,8 @@ class Cluster(pulumi.ComponentResource):
                                  pod_cidr=str(spec.kubernetes.pod_cidr),
                                  service_cidr=str(spec.kubernetes.service_cidr), nodes=(), ssh=ssh,
                                  binaries=source, endpoint=spec.control_plane.endpoint,
-                                 addons=addon_settings(spec), snapshots=snapshot_policy(spec, pulumi.get_stack()))
+                                 addons=addon_settings(spec), snapshots=snapshot_policy(spec, pulumi.get_stack()),
+                                 pki_policy=pki_policy(spec))
         props = inputs.to_props()
         # What only the engine knows yet: the VMs' addresses and host keys, a generated SSH key.
         props["nodes"] = pulumi.Output.all(*[p.vms.vms for p in pools],
