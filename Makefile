@@ -7,6 +7,7 @@
 #   make snapshot [STACK=local]   an etcd snapshot of the cluster now, kept on this machine
 #   make snapshots [STACK=local]  the snapshots kept of a stack
 #   make restore STACK=local SNAPSHOT=<name>  put the cluster's etcd back to a snapshot
+#   make certs [STACK=local]      each certificate of the cluster with its end date
 #   make test                  everything CI runs
 #   make bench                 benchmarks; the table also goes to bench/latest.md
 #   make toolchain             build the offline toolchain (pulumi, language host, vcsim, Kubernetes, etcd)
@@ -19,7 +20,7 @@ PYTHON := .venv/bin/python
 # The local stack runs on this machine's libvirt: it needs the host set up and the image built.
 LOCAL := $(if $(filter local,$(STACK)),image,)
 
-.PHONY: up preview destroy test bench toolchain venv stack host image check kubeconfig conformance snapshot snapshots restore
+.PHONY: up preview destroy test bench toolchain venv stack host image check kubeconfig conformance snapshot snapshots restore certs
 
 # Refuses at once, naming the fix, on a machine that cannot do the job (tools/check-machine).
 check:
@@ -73,6 +74,10 @@ snapshots: venv
 
 restore: venv toolchain
 	$(PYTHON) tools/snapshot.py restore --stack $(STACK) --snapshot '$(SNAPSHOT)'
+
+# Dates only, from the stack's `certificates` output: tools/certs.py, README "Certificates".
+certs: venv
+	@$(PYTHON) tools/certs.py --stack $(STACK)
 
 test: venv toolchain image
 	$(PYTHON) -m pytest

@@ -258,3 +258,34 @@ def _ca_ending_in(left: dt.timedelta) -> tuple[str, str]:
     return (cert.public_bytes(serialization.Encoding.PEM).decode(),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()).decode())
+
+
+# -- make certs ----------------------------------------------------------------------------
+
+def test_make_certs_lists_each_certificate_soonest_first_and_marks_what_up_renews(tmp_path):
+    """tools/certs.py through tools/pulumi, with a fake CLI answering for a stack."""
+    import json
+    import os
+    import subprocess
+    from tests.helpers import ROOT
+    certs = issued(SHORT)
+    listed = pki.expiries(public(certs))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (tmp_path / "outputs.json").write_text(json.dumps({"certificates": listed, "kubeconfig": "[secret]"}))
+    (fake / "pulumi").write_text(
+        '#!/bin/sh\n[ "$1" = plugin ] && mkdir -p "$PULUMI_HOME/plugins" && exit 0\n'
+        f'[ "$1 $2" = "stack output" ] && exec cat {tmp_path}/outputs.json\n'
+        '[ "$1" = config ] && echo 30 && exit 0\nexit 1\n')
+    (fake / "pulumi").chmod(0o755)
+    env = {**os.environ, "VMKUBE_PULUMI_BIN": str(fake), "PULUMI_HOME": str(tmp_path / "home"),
+           "PULUMI_BACKEND_URL": f"file://{tmp_path}/state", "PULUMI_CONFIG_PASSPHRASE": "x"}
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "tools" / "certs.py"), "--stack", "t"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0] == (f"{len(listed)} certificates of stack t, soonest end first "
+                        "(leaves are renewed within 30 days of their end):")
+    leaves, cas = lines[1:1 + len(LEAVES)], lines[1 + len(LEAVES):]
+    assert all(line.endswith("renewed by the next up") and " 0h " in line for line in leaves), out
+    assert sorted(line.split()[0] for line in cas) == sorted(CAS) and all(line.endswith("  CA") for line in cas), out
+    assert "PRIVATE" not in out and "BEGIN" not in out
