@@ -111,31 +111,44 @@ def _write(path: Path, content: str | bytes, mode: int = 0o600) -> None:
     path.chmod(mode)
 
 
-def certificates(plan: Plan) -> dict[str, pki.CertKey]:
-    """Everything vmkube issues for the plan's cluster, fresh."""
-    certs = pki.ensure({}, wanted_certs(plan), CAS)
+def certificates(plan: Plan, lifetimes: pki.Lifetimes = pki.Lifetimes()) -> dict[str, pki.CertKey]:
+    """Everything vmkube issues for the plan's cluster, fresh (leaves lasting ``lifetimes.leaf``)."""
+    certs = pki.ensure({}, wanted_certs(plan), CAS, lifetimes)
     certs["service-account"] = pki.service_account_key()
     certs["encryption"] = pki.encryption_key()
     return certs
 
 
-def write_files(work: Path, plan: Plan, ports: Ports, server: str) -> None:
+def write_files(work: Path, plan: Plan, ports: Ports, server: str,
+                certs: dict[str, pki.CertKey] | None = None) -> dict[str, pki.CertKey]:
     """The PKI tree vmkube writes on each control plane, the kubeconfigs of its
     controller manager and scheduler (to its own API server, as on a node), and
-    admin and kwok kubeconfigs to `server`, with the admin's key pair for tests."""
-    certs = certificates(plan)
-    ca = certs["cluster-ca"].cert
+    admin and kwok kubeconfigs to `server`, with the admin's key pair for tests.
+    ``certs`` defaults to a fresh set; the set written is returned."""
+    certs = certs or certificates(plan)
     for node in plan.control_planes:
-        d = node_dir(work, node)
-        for f in render.control_plane_files(plan, node, certs):
-            if f.path.startswith(render.PKI_DIR + "/"):
-                _write(d / "pki" / f.path[len(render.PKI_DIR) + 1:], f.content, f.mode)
-            elif f.path.rsplit("/", 1)[-1] in (render.ENCRYPTION_CONFIG, render.AUDIT_POLICY):
-                _write(d / f.path.rsplit("/", 1)[-1], f.content, f.mode)
-        own = f"https://{node.ip}:{ports.apiserver}"
-        for name, user in (("controller-manager", "system:kube-controller-manager"),
-                           ("scheduler", "system:kube-scheduler")):
-            _write(d / f"{name}.conf", pki.kubeconfig(plan.cluster, own, ca, user, certs[name]))
+        write_node_files(work, plan, node, ports, certs)
+    write_client_files(work, plan, server, certs)
+    return certs
+
+
+def write_node_files(work: Path, plan: Plan, node: PlanNode, ports: Ports, certs: dict[str, pki.CertKey]) -> None:
+    """One control plane's files, as vmkube renders them, under its work directory."""
+    d = node_dir(work, node)
+    ca = certs["cluster-ca"].cert
+    for f in render.control_plane_files(plan, node, certs):
+        if f.path.startswith(render.PKI_DIR + "/"):
+            _write(d / "pki" / f.path[len(render.PKI_DIR) + 1:], f.content, f.mode)
+        elif f.path.rsplit("/", 1)[-1] in (render.ENCRYPTION_CONFIG, render.AUDIT_POLICY):
+            _write(d / f.path.rsplit("/", 1)[-1], f.content, f.mode)
+    own = f"https://{node.ip}:{ports.apiserver}"
+    for name, user in (("controller-manager", "system:kube-controller-manager"),
+                       ("scheduler", "system:kube-scheduler")):
+        _write(d / f"{name}.conf", pki.kubeconfig(plan.cluster, own, ca, user, certs[name]))
+
+
+def write_client_files(work: Path, plan: Plan, server: str, certs: dict[str, pki.CertKey]) -> None:
+    ca = certs["cluster-ca"].cert
     _write(work / "ca.crt", ca)
     _write(work / "etcd-ca.crt", certs["etcd-ca"].cert)
     for name in ("super-admin", "apiserver-etcd-client"):
