@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pulumi
 import pytest
 
 from vmkube import pki
@@ -219,7 +220,6 @@ def test_the_window_is_kept_through_cluster_args_and_a_bad_one_names_its_field()
 
 
 def test_the_short_test_lifetime_is_read_per_run_and_checked():
-    import pulumi
     from vmkube import config
     from vmkube.stack.certificates import LEAF_LIFETIME_ENV, pki_policy
     spec = config.load({"hypervisor": "libvirt", "pki": {"renewBeforeDays": 30}}, stack="t")
@@ -230,7 +230,6 @@ def test_the_short_test_lifetime_is_read_per_run_and_checked():
 
 
 def test_the_stack_output_lists_dates_only_and_warns_about_a_ca_near_its_end(monkeypatch):
-    import pulumi
     from vmkube.stack.certificates import expiry_list
     certs = issued()
     entries = {k: {"cert": v.cert, "key": v.key} for k, v in certs.items()}
@@ -289,3 +288,36 @@ def test_make_certs_lists_each_certificate_soonest_first_and_marks_what_up_renew
     assert all(line.endswith("renewed by the next up") and " 0h " in line for line in leaves), out
     assert sorted(line.split()[0] for line in cas) == sorted(CAS) and all(line.endswith("  CA") for line in cas), out
     assert "PRIVATE" not in out and "BEGIN" not in out
+
+
+# -- the component, under Pulumi's mocks (the engine itself runs in tests/engine) ------------
+
+@pulumi.runtime.test
+def test_the_component_passes_the_window_and_exports_dates_that_are_not_secret(monkeypatch):
+    from tests.unit.test_stack_mocks import Recorder, SOURCE, spec_for
+    from vmkube.stack import Cluster, ClusterArgs
+    from vmkube.stack.certificates import LEAF_LIFETIME_ENV
+    certs = issued()
+    monkeypatch.delenv(LEAF_LIFETIME_ENV, raising=False)
+
+    class WithPki(Recorder):
+        def new_resource(self, args):
+            name, outputs = super().new_resource(args)
+            if args.typ.endswith("vmkube:Bootstrap"):
+                outputs["pki"] = {k: {"cert": v.cert, "key": v.key} for k, v in certs.items()}
+            return name, outputs
+    mocks = WithPki()
+    pulumi.runtime.set_mocks(mocks, project="vmkube", stack="t", preview=False)
+    from dataclasses import replace
+    from vmkube.config import PkiSpec
+    spec = replace(spec_for("local"), pki=PkiSpec(renew_before_days=45))
+    cluster = Cluster(spec.name, ClusterArgs.from_spec(spec), binaries=SOURCE)
+
+    def check(args):
+        listed, is_secret = args
+        [boot] = [r for r in mocks.resources if r.typ.endswith("vmkube:Bootstrap")]
+        assert boot.inputs["pkiPolicy"] == {"renewBeforeDays": 45, "leafLifetimeSeconds": 0}
+        assert listed == pki.expiries(public(certs)) and is_secret is False
+
+    return pulumi.Output.all(cluster.certificates, cluster.certificates.is_secret()).apply(check)
+
