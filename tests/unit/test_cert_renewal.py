@@ -321,3 +321,36 @@ def test_the_component_passes_the_window_and_exports_dates_that_are_not_secret(m
 
     return pulumi.Output.all(cluster.certificates, cluster.certificates.is_secret()).apply(check)
 
+
+
+# -- the rolling order of node agents, on scripted sessions (no systemd in the SSH lab) -----
+
+def test_changed_node_agents_restart_one_node_at_a_time_each_healthy_before_the_next():
+    import threading
+    from vmkube.bootstrap.readiness import AGENTS_HEALTHY, agents_healthy
+    from vmkube.nodes.phases import Node, run_phases
+    from vmkube.nodes.ssh import Result, quote
+    events: list = []
+    lock = threading.Lock()
+
+    class Scripted:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, command, **_kw):
+            text = quote(command)
+            with lock:
+                if text.startswith("for u in"):
+                    return Result(text, 0, "kubelet active enabled\nkube-proxy active enabled\n", "")
+                if text.startswith("systemctl restart"):
+                    events.append((self.name, text.split()[-1]))
+                elif text == AGENTS_HEALTHY:
+                    events.append((self.name, "healthy?"))
+                return Result(text, 0, "ok", "")
+    names = ("t-cp-1", "t-w-1", "t-w-2")
+    nodes = [Node(n, "control-plane" if "cp" in n else "worker", "", Scripted(n)) for n in names]
+    d = Desired(PLAN, {}, {}, {}, changed={n: ["/etc/kubernetes/kubelet.conf", "/etc/kubernetes/kube-proxy.conf"]
+                                           for n in names})
+    run_phases(nodes, [Services(d, NODE_AGENTS, ALL_ROLES, rolling=True),
+                       RollingRestart(d, NODE_AGENTS, agents_healthy, roles=ALL_ROLES)])
+    assert events == [e for n in names for e in ((n, "kubelet"), (n, "kube-proxy"), (n, "healthy?"))], events
