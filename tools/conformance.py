@@ -12,6 +12,7 @@ and DNS, Pods, then every [Conformance] spec that is not [Serial], [Slow] or [Di
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vmkube.nodes.ssh import Session  # noqa: E402
+from vmkube.parallel import fan_out  # noqa: E402
 from tools.stackaccess import private_file, pulumi, stack_sessions  # noqa: E402
 
 SKIP = r"\[Serial\]|\[Slow\]|\[Disruptive\]|\[Flaky\]|\[Feature:"
@@ -35,8 +37,13 @@ LADDER = [
     ("Pods", r"\[sig-node\] Pods .*\[Conformance\]"),
     ("every parallel-safe conformance spec", r"\[Conformance\]"),
 ]
+IMPORTED = "/var/lib/vmkube/images"  # where a node keeps what it imported, and its sha256
 # The images the first rung's spec runs (test/e2e/common/node/pods.go: one pause container).
 QUICK_IMAGES = ("registry.k8s.io/pause:3.10.1",)
+# The rungs `make test` climbs on the e2e cluster, and the images they run: the Granular Checks
+# start agnhost netexec pods and exec curl in them (test/e2e/framework/network/utils.go).
+CI_RUNGS = 2
+CI_IMAGES = (*QUICK_IMAGES, "registry.k8s.io/e2e-test-images/agnhost:2.56")
 
 
 @dataclass
@@ -67,18 +74,30 @@ def tool(*args: str) -> str:
 
 
 def import_images(sessions: list[Session], images_dir: Path, only: tuple[str, ...] = ()) -> None:
-    """The suite's images into containerd on every node (``only``: just those references)."""
+    """The suite's images into containerd on every node (``only``: just those references).
+
+    A node keeps the sha256 of each archive it imported beside the image store, so an image
+    rebuilt under the same reference (a new busybox, curl added to agnhost) is imported again
+    rather than left stale behind its old tag."""
     listing = json.loads((images_dir / "images.json").read_text())
-    for s in sessions:
+    wanted = {ref: name for ref, name in sorted(listing.items()) if not only or ref in only}
+    digests = {ref: hashlib.sha256((images_dir / name).read_bytes()).hexdigest() for ref, name in wanted.items()}
+
+    def one_node(s: Session) -> None:
         with s:
             have = set(s.run("ctr -n k8s.io images ls -q", sudo=True).stdout.split())
-            for ref, name in sorted(listing.items()):
-                if ref in have or (only and ref not in only):
+            marks = s.run(f"cat {IMPORTED}/conformance-*.sha256 2>/dev/null || true", sudo=True).stdout.split()
+            for ref, name in wanted.items():
+                if ref in have and f"{digests[ref]}:{ref}" in marks:
                     continue
                 print(f"vmkube: {s.node}: importing {ref}", file=sys.stderr)
-                path = f"/var/lib/vmkube/images/conformance-{name}"
+                path = f"{IMPORTED}/conformance-{name}"
                 s.put((images_dir / name).read_bytes(), path, sudo=True)
-                s.run(["ctr", "-n", "k8s.io", "images", "import", path], sudo=True)
+                s.run(["ctr", "-n", "k8s.io", "images", "import", path], sudo=True, change=True)
+                s.run(f"rm -f {path} && echo {digests[ref]}:{ref} > {path}.sha256", sudo=True, change=True)
+
+    by_name = {s.node: s for s in sessions}
+    fan_out(list(by_name), lambda node: one_node(by_name[node]), "importing the conformance images")
 
 
 def parse_junit(path: Path) -> list[Spec]:
@@ -135,11 +154,10 @@ def write_report(path: Path, rungs: list[Rung], version: str, shape: str) -> Non
     path.write_text("\n".join(lines) + "\n")
 
 
-def build(toolchain_only: bool = False) -> tuple[Path, Path]:
-    """The suite's directory and its images' directory, built when missing (``toolchain_only``:
-    the images the quick rungs need, none of the Debian ones)."""
+def build() -> tuple[Path, Path]:
+    """The suite's directory and its images' directory, built when missing."""
     tool("build", "conformance")
-    images = tool("build-test-images", *(["--toolchain-only"] if toolchain_only else []))
+    images = tool("build-test-images")
     return Path(tool("build", "--tool-dir", "conformance")), Path(images)
 
 
