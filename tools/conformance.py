@@ -42,7 +42,7 @@ IMPORTED = "/var/lib/vmkube/images"  # where a node keeps what it imported, and 
 QUICK_IMAGES = ("registry.k8s.io/pause:3.10.1",)
 # The rungs `make test` climbs on the e2e cluster, and the images they run: the Granular Checks
 # start agnhost netexec pods and exec curl in them (test/e2e/framework/network/utils.go).
-CI_RUNGS = 2
+CI_RUNGS = 1
 CI_IMAGES = (*QUICK_IMAGES, "registry.k8s.io/e2e-test-images/agnhost:2.56")
 
 
