@@ -32,12 +32,26 @@ RENEW_BEFORE_DAYS = 90  # vmkube:pki.renewBeforeDays
 CA_WARN_AHEAD = dt.timedelta(days=365)
 
 
+# A leaf that would outlast a new one by more than this was issued under a longer lifetime
+# (a day: far more than clocks differ between the machines that run `up`).
+OUTLASTS_BY = dt.timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class Lifetimes:
     """How long a leaf certificate lasts, and how long before its end it is renewed.
-    Tests issue leaves that last minutes, to watch them being renewed."""
+    Tests issue leaves that last minutes, to watch them being renewed: a shorter
+    lifetime also reissues the leaves that would outlast it."""
     renew_before: dt.timedelta = dt.timedelta(days=RENEW_BEFORE_DAYS)
     leaf: dt.timedelta = LEAF_LIFETIME
+
+    def age_reason(self, end: dt.datetime, now: dt.datetime) -> str:
+        """Why a leaf ending at ``end`` is due for its age alone ("" when it is not)."""
+        if end - now < self.renew_before:
+            return f"expires {_stamp(end)}, less than {_span(self.renew_before)} from now"
+        if end - now > self.leaf + OUTLASTS_BY:
+            return f"ends {_stamp(end)}, later than a new one would ({_span(self.leaf)})"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -123,9 +137,9 @@ def issue(ca: CertKey, spec: LeafSpec, lifetime: dt.timedelta = LEAF_LIFETIME) -
 
 
 def reissue_reason(existing: CertKey | None, ca: CertKey, spec: LeafSpec,
-                   renew_before: dt.timedelta = Lifetimes.renew_before, now: dt.datetime | None = None) -> str:
+                   lifetimes: Lifetimes = Lifetimes(), now: dt.datetime | None = None) -> str:
     """Why the certificate must be issued again ("" when it may stay): missing, not
-    issued by this CA for exactly this spec, or within ``renew_before`` of its end."""
+    issued by this CA for exactly this spec, or due for its age (Lifetimes.age_reason)."""
     if existing is None:
         return "missing"
     cert = x509.load_pem_x509_certificate(existing.cert.encode())
@@ -136,9 +150,9 @@ def reissue_reason(existing: CertKey | None, ca: CertKey, spec: LeafSpec,
         ca_cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
     except Exception:  # noqa: BLE001 - any verification failure means "not ours"
         return "not signed by this CA"
-    end = cert.not_valid_after_utc
-    if end - (now or _now()) < renew_before:
-        return f"expires {_stamp(end)}, less than {_span(renew_before)} from now"
+    due = lifetimes.age_reason(cert.not_valid_after_utc, now or _now())
+    if due:
+        return due
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns = set(san.get_values_for_type(x509.DNSName))
@@ -149,9 +163,9 @@ def reissue_reason(existing: CertKey | None, ca: CertKey, spec: LeafSpec,
 
 
 def matches(existing: CertKey | None, ca: CertKey, spec: LeafSpec,
-            renew_before: dt.timedelta = Lifetimes.renew_before, now: dt.datetime | None = None) -> bool:
-    """True when the certificate was issued by this CA for exactly this spec and is not near expiry."""
-    return not reissue_reason(existing, ca, spec, renew_before, now)
+            lifetimes: Lifetimes = Lifetimes(), now: dt.datetime | None = None) -> bool:
+    """True when the certificate was issued by this CA for exactly this spec and is not due for its age."""
+    return not reissue_reason(existing, ca, spec, lifetimes, now)
 
 
 def _stamp(when: dt.datetime) -> str:
@@ -185,12 +199,12 @@ def expiries(certs: Mapping[str, str]) -> dict[str, str]:
     return {name: _stamp(not_after(pem)) for name, pem in sorted(certs.items()) if is_certificate(pem)}
 
 
-def expiring(certs: Mapping[str, str], renew_before: dt.timedelta,
+def expiring(certs: Mapping[str, str], lifetimes: Lifetimes = Lifetimes(),
              now: dt.datetime | None = None) -> list[str]:
     """The leaf certificates (names -> PEM) an `up` now would renew for their age alone."""
     now = now or _now()
     return sorted(name for name, pem in certs.items()
-                  if is_certificate(pem) and not is_ca(pem) and not_after(pem) - now < renew_before)
+                  if is_certificate(pem) and not is_ca(pem) and lifetimes.age_reason(not_after(pem), now))
 
 
 def ca_warnings(certs: Mapping[str, str], ahead: dt.timedelta = CA_WARN_AHEAD,
@@ -246,27 +260,27 @@ def apiserver_names(cluster_domain: str, service_ip: str, api_addresses: Iterabl
 
 
 def reissues(existing: Mapping[str, CertKey], wanted: Mapping[str, tuple[str, LeafSpec]],
-             cas: Iterable[str], renew_before: dt.timedelta = Lifetimes.renew_before,
+             cas: Iterable[str], lifetimes: Lifetimes = Lifetimes(),
              now: dt.datetime | None = None) -> dict[str, str]:
     """The leaves ``ensure`` would issue, each with why; none when every CA is missing
     (a new cluster: everything is new)."""
     present = {name: existing[name] for name in cas if name in existing}
     return {name: why for name, (ca_name, spec) in wanted.items()
             if ca_name in present and (why := reissue_reason(existing.get(name), present[ca_name], spec,
-                                                             renew_before, now))}
+                                                             lifetimes, now))}
 
 
 def ensure(existing: Mapping[str, CertKey], wanted: Mapping[str, tuple[str, LeafSpec]],
            cas: Iterable[str], lifetimes: Lifetimes = Lifetimes(), now: dt.datetime | None = None) -> dict[str, CertKey]:
     """The full set: CAs first (kept forever once made), then every wanted leaf,
-    reissued only when missing, no longer matching, or within ``lifetimes.renew_before``
-    of expiry. ``wanted`` maps a name to (issuing CA name, spec)."""
+    reissued only when missing, no longer matching, or due for its age (within
+    ``lifetimes.renew_before`` of its end, or outlasting ``lifetimes.leaf``). ``wanted`` maps a name to (issuing CA name, spec)."""
     out: dict[str, CertKey] = {}
     for name in cas:
         out[name] = existing.get(name) or make_ca(f"vmkube-{name}")
     for name, (ca_name, spec) in wanted.items():
         current = existing.get(name)
-        keep = matches(current, out[ca_name], spec, lifetimes.renew_before, now)
+        keep = matches(current, out[ca_name], spec, lifetimes, now)
         out[name] = current if keep else issue(out[ca_name], spec, lifetimes.leaf)
     return out
 

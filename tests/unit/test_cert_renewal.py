@@ -50,7 +50,7 @@ def public(certs) -> dict[str, str]:
 def test_a_leaf_issued_to_expire_within_minutes_is_renewed_once_then_kept():
     short = issued(SHORT)
     assert all(pki.not_after(short[n].cert) - NOW < dt.timedelta(minutes=11) for n in LEAVES)
-    due = pki.reissues(short, wanted_certs(PLAN), CAS, DEFAULT.renew_before)
+    due = pki.reissues(short, wanted_certs(PLAN), CAS, DEFAULT)
     assert set(due) == LEAVES and all("less than 90 days from now" in why for why in due.values()), due
 
     renewed = issued(DEFAULT, short)
@@ -61,7 +61,7 @@ def test_a_leaf_issued_to_expire_within_minutes_is_renewed_once_then_kept():
         assert pki.matches(renewed[n], renewed[ca], wanted_certs(PLAN)[n][1])
         assert pki.not_after(renewed[n].cert) - NOW > dt.timedelta(days=729)
     # The facts after: nothing due, and the next ensure keeps every certificate as it is.
-    assert pki.reissues(renewed, wanted_certs(PLAN), CAS, DEFAULT.renew_before) == {}
+    assert pki.reissues(renewed, wanted_certs(PLAN), CAS, DEFAULT) == {}
     assert issued(DEFAULT, renewed) == renewed
 
 
@@ -70,11 +70,11 @@ def test_a_leaf_issued_to_expire_within_minutes_is_renewed_once_then_kept():
 def test_the_window_decides(days_left, renew_before_days, reissued):
     certs = issued()
     later = NOW + dt.timedelta(days=730 - days_left)  # the same certificates, seen that much later
-    window = dt.timedelta(days=renew_before_days)
+    window = pki.Lifetimes(renew_before=dt.timedelta(days=renew_before_days))
     assert pki.matches(certs["apiserver"], certs["cluster-ca"], wanted_certs(PLAN)["apiserver"][1],
                        window, now=later) is not reissued
     assert (pki.expiring(public(certs), window, later) == sorted(LEAVES)) is reissued
-    after = pki.ensure(certs, wanted_certs(PLAN), CAS, pki.Lifetimes(renew_before=window), now=later)
+    after = pki.ensure(certs, wanted_certs(PLAN), CAS, window, now=later)
     assert (after["kubelet-t-w-1"] != certs["kubelet-t-w-1"]) is reissued
 
 
@@ -90,7 +90,7 @@ def test_a_ca_is_never_reissued_by_itself_and_is_warned_about_a_year_ahead():
     # Due leaves are renewed under the same CA, kept as it is: nothing signed by it is orphaned.
     after = pki.ensure(certs, wanted_certs(PLAN), CAS, now=ten_years - dt.timedelta(days=10))
     assert all(after[ca] == certs[ca] for ca in CAS)
-    assert "cluster-ca" not in pki.expiring(public(certs), DEFAULT.renew_before, ten_years)
+    assert "cluster-ca" not in pki.expiring(public(certs), DEFAULT, ten_years)
     assert "expired" in pki.ca_warnings(public(certs), now=ten_years + dt.timedelta(days=1))[0]
 
 
@@ -354,3 +354,22 @@ def test_changed_node_agents_restart_one_node_at_a_time_each_healthy_before_the_
     run_phases(nodes, [Services(d, NODE_AGENTS, ALL_ROLES, rolling=True),
                        RollingRestart(d, NODE_AGENTS, agents_healthy, roles=ALL_ROLES)])
     assert events == [e for n in names for e in ((n, "kubelet"), (n, "kube-proxy"), (n, "healthy?"))], events
+
+
+def test_the_test_lifetime_drives_three_ups_short_then_renewed_then_nothing():
+    """What an `up` with VMKUBE_TEST_LEAF_LIFETIME_SECONDS does to a running cluster, and the ups after."""
+    from dataclasses import replace
+    from vmkube.stack.bootstrap import needs_run
+    short_policy = PkiPolicy(leaf_lifetime_seconds=900)
+    two_years = issued()
+    # 1. Set: leaves that would outlast 15 minutes are due, and come back lasting 15 minutes.
+    assert needs_run(state_props(two_years), replace(INPUTS, pki_policy=short_policy).to_props())
+    assert set(pki.reissues(two_years, wanted_certs(PLAN), CAS, short_policy.lifetimes())) == LEAVES
+    short = issued(short_policy.lifetimes(), two_years)
+    assert all(pki.not_after(short[n].cert) - NOW < dt.timedelta(minutes=16) for n in LEAVES)
+    # 2. Unset: the 15-minute leaves are inside the 90-day window, and come back lasting two years.
+    assert needs_run(state_props(short), INPUTS.to_props())
+    renewed = issued(DEFAULT, short)
+    assert all(pki.not_after(renewed[n].cert) - NOW > dt.timedelta(days=729) for n in LEAVES)
+    # 3. Nothing is due: the bootstrap does not run.
+    assert not needs_run(state_props(renewed), INPUTS.to_props())

@@ -131,7 +131,7 @@ def cluster_pki(previous: BootstrapState, first: Node, plan: Plan,
         kept = adopt(first.session)
     lifetimes = policy.lifetimes()
     wanted = wanted_certs(plan)
-    for name, why in pki.reissues(kept, wanted, CAS, lifetimes.renew_before).items():
+    for name, why in pki.reissues(kept, wanted, CAS, lifetimes).items():
         log.info("certificate %s: issuing it again (%s)", name, why)
     for line in pki.ca_warnings({k: v.cert for k, v in kept.items() if k in CAS}):
         log.warning("%s", line)

@@ -45,10 +45,11 @@ def needs_run(olds: dict[str, Any], news: dict[str, Any], now: dt.datetime | Non
 
 
 def due_certificates(state: BootstrapState, policy: PkiPolicy, now: dt.datetime | None = None) -> list[str]:
-    due = pki.expiring(state.public_pki(), policy.lifetimes().renew_before, now)
+    due = pki.expiring(state.public_pki(), policy.lifetimes(), now)
     if due:
         show_progress()  # the preview says why the bootstrap runs
-        log.info("certificates due for renewal (within %d days of expiry): %s", policy.renew_before_days,
+        log.info("certificates due for renewal (within %d days of their end%s): %s", policy.renew_before_days,
+                 f", or outlasting {policy.leaf_lifetime_seconds} s" if policy.leaf_lifetime_seconds else "",
                  ", ".join(due))
     return due
 
