@@ -12,7 +12,7 @@ from typing import Any
 
 from vmkube.args import ClusterArgs
 from vmkube.config import (BastionSpec, BinariesSpec, ControlPlaneSpec, KubernetesSpec, LibvirtSpec, MachineSpec,
-                           Secret, SshSpec, VsphereSpec, WorkerPoolSpec)
+                           PkiSpec, Secret, SshSpec, VsphereSpec, WorkerPoolSpec)
 
 _PULUMI_LAYER = ("Cluster",)
 
@@ -25,4 +25,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Cluster", "ClusterArgs", "BastionSpec", "BinariesSpec", "ControlPlaneSpec", "KubernetesSpec", "LibvirtSpec",
-           "MachineSpec", "Secret", "SshSpec", "VsphereSpec", "WorkerPoolSpec"]
+           "MachineSpec", "PkiSpec", "Secret", "SshSpec", "VsphereSpec", "WorkerPoolSpec"]
