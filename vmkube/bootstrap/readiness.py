@@ -56,8 +56,10 @@ def serving(node: Node) -> None:
 
 
 # The kubelet's own health endpoint (KubeletConfiguration healthzPort, on loopback only).
+# Preflight requires curl on control planes only: a worker without it is judged by systemd.
 KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
-AGENTS_HEALTHY = f"curl -fsS -m 5 {KUBELET_HEALTHZ} && systemctl is-active --quiet kube-proxy"
+AGENTS_HEALTHY = (f"if command -v curl >/dev/null; then curl -fsS -m 5 {KUBELET_HEALTHZ}; "
+                  "else systemctl is-active --quiet kubelet; fi && systemctl is-active --quiet kube-proxy")
 
 
 def agents_healthy(node: Node) -> None:
