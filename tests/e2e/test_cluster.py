@@ -448,7 +448,7 @@ def test_cluster_on_libvirt(system_libvirt, node_image, vm_prefix, make_stack, e
         check_addons(kubeconfig, [node_session(up, n, key) for n in (cp, worker)], worker, METRICS, POLICY)
         steps.mark("add-ons")
         check_conformance(kubeconfig, [node_session(up, n, key) for n in (cp, worker)], tmp_path)
-        steps.mark("conformance: quick spec, Networking Granular Checks")
+        steps.mark("conformance rungs of CI_RUNGS")
 
         # The same bootstrap again over the converged cluster: every phase reads facts, none changes anything.
         export = stack.export_stack().deployment
