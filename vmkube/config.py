@@ -871,7 +871,7 @@ def _check_addresses(problems: Problems, network: NetworkSpec, kubernetes: Kuber
     for key, ranges, count in owners:
         if count and not ranges:
             # An entry that did not parse was reported already: one line per mistake.
-            if not any(line.startswith((key + ":", key + "[")) for line in problems.lines):
+            if not problems.about(key):
                 problems.add(key, f"is required with vmkube:network.mode static: {count} address(es) on {subnet}, "
                                   f"like {_example_range(subnet, gateway, count)}")
             continue

@@ -27,6 +27,10 @@ class Problems:
     def add(self, path: str, message: str) -> None:
         self.lines.append(f"{path}: {message}")
 
+    def about(self, path: str) -> bool:
+        """A problem was reported for ``path`` or anything under it (``path[0]``, ``path.x``)."""
+        return any(line.startswith((path + ":", path + "[", path + ".")) for line in self.lines)
+
 
 def _type_name(value: Any) -> str:
     if isinstance(value, bool):

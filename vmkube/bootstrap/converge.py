@@ -133,8 +133,6 @@ def cluster_pki(previous: BootstrapState, first: Node, plan: Plan,
     wanted = wanted_certs(plan)
     for name, why in pki.reissues(kept, wanted, CAS, lifetimes).items():
         log.info("certificate %s: issuing it again (%s)", name, why)
-    for line in pki.ca_warnings({k: v.cert for k, v in kept.items() if k in CAS}):
-        log.warning("%s", line)
     certs = pki.ensure(kept, wanted, CAS, lifetimes)
     certs["service-account"] = kept.get("service-account") or pki.service_account_key()
     certs["encryption"] = kept.get("encryption") or pki.encryption_key()
