@@ -48,8 +48,9 @@ def public(certs) -> dict[str, str]:
 # -- which certificates: inside the window reissued, outside kept, CAs kept --------------
 
 def test_a_leaf_issued_to_expire_within_minutes_is_renewed_once_then_kept():
+    start = dt.datetime.now(dt.timezone.utc)  # not NOW, taken at import: the suite may run long before this
     short = issued(SHORT)
-    assert all(pki.not_after(short[n].cert) - NOW < dt.timedelta(minutes=11) for n in LEAVES)
+    assert all(pki.not_after(short[n].cert) - start < dt.timedelta(minutes=11) for n in LEAVES)
     due = pki.reissues(short, wanted_certs(PLAN), CAS, DEFAULT)
     assert set(due) == LEAVES and all("less than 90 days from now" in why for why in due.values()), due
 
@@ -365,8 +366,9 @@ def test_the_test_lifetime_drives_three_ups_short_then_renewed_then_nothing():
     # 1. Set: leaves that would outlast 15 minutes are due, and come back lasting 15 minutes.
     assert needs_run(state_props(two_years), replace(INPUTS, pki_policy=short_policy).to_props())
     assert set(pki.reissues(two_years, wanted_certs(PLAN), CAS, short_policy.lifetimes())) == LEAVES
+    start = dt.datetime.now(dt.timezone.utc)
     short = issued(short_policy.lifetimes(), two_years)
-    assert all(pki.not_after(short[n].cert) - NOW < dt.timedelta(minutes=16) for n in LEAVES)
+    assert all(pki.not_after(short[n].cert) - start < dt.timedelta(minutes=16) for n in LEAVES)
     # 2. Unset: the 15-minute leaves are inside the 90-day window, and come back lasting two years.
     assert needs_run(state_props(short), INPUTS.to_props())
     renewed = issued(DEFAULT, short)
